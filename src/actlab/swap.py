@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -51,9 +51,14 @@ def _channels_traced(model: nn.Module, targets: list[str], example: Any) -> dict
     """Channel counts measured by running ``example`` through the model: the input's axis 1."""
     seen: dict[str, tuple[int, int]] = {}
     modules = dict(model.named_modules())
-    hooks = [modules[n].register_forward_hook(
-        lambda m, inp, out, n=n: seen.setdefault(n, (inp[0].shape[1] if inp[0].dim() > 1 else 1, 1)))
-        for n in targets]
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            x = inputs[0]
+            seen.setdefault(name, (x.shape[1] if x.dim() > 1 else 1, 1))
+        return hook
+
+    hooks = [modules[n].register_forward_hook(record(n)) for n in targets]
     try:
         was_training = model.training
         model.eval()

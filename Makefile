@@ -1,0 +1,19 @@
+# The two jobs of the README, each self-contained on a fresh machine: the virtual environment
+# at .venv is created (or brought up to date with pyproject.toml) first.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned: 2.13.0 is a local CPU wheel here; other versions pull gigabytes
+	$(PY) -m pip install -q torch==2.13.0 -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/actlab compare --out runs/digits
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
