@@ -23,6 +23,17 @@ from .swap import swap
 __all__ = ["names", "get", "layer", "swap", "param_groups", "registry", "reference", "layers"]
 __version__ = "0.1.0"
 
+_SUBMODULES = ("functional", "properties", "plotting", "bench", "lab", "fast")
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavier submodules on first use: ``actlab.properties.table()`` just works."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'actlab' has no attribute {name!r}")
+
 
 def names() -> list[str]:
     """The canonical activation names: sigmoid, tanh, relu, leaky_relu, prelu, rrelu, elu."""

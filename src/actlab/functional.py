@@ -69,9 +69,9 @@ def relu(x: Tensor, *, inplace: bool = False, impl: str = "auto", lean: bool = F
     k = None if inplace else _pick("relu", x, impl, lean)
     if k:
         return k(x)
-    # where(isnan) keeps NaN and makes relu(−inf) = 0 rather than 0·(−inf) = NaN
-    y = torch.where(x > 0, x, torch.where(torch.isnan(x), x, torch.zeros((), dtype=x.dtype, device=x.device)))
-    return _inplace(x, y, inplace)
+    # torch's own relu is already exact here: relu(NaN) = NaN, relu(−inf) = 0, and its backward
+    # masks with result > 0, so relu'(0) = 0
+    return torch.relu_(x) if inplace else torch.relu(x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01, *, inplace: bool = False, impl: str = "auto",

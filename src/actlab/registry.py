@@ -29,12 +29,15 @@ class HParam:
     high: float = _INF
     low_open: bool = False  # True: value must be > low (else >= low)
     choices: tuple[Any, ...] | None = None
+    rule: str | None = None  # the valid values in words, where they depend on other parameters
 
     def valid(self) -> str:
         """The valid values, in words, for error messages and ``actlab list``."""
+        if self.rule is not None:
+            return self.rule
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        lo = "(" if self.low_open else "["
+        lo = "(" if self.low_open or not math.isfinite(self.low) else "["
         hi = "]" if math.isfinite(self.high) else ")"
         return f"{self.kind.__name__} in {lo}{self.low:g}, {self.high:g}{hi}"
 
@@ -101,6 +104,7 @@ def _rrelu_finish(hp: dict[str, Any]) -> dict[str, Any]:
     return {**hp, "lower": lo, "upper": hi}
 
 
+_RRELU_RULE = "float in [0, 1] (form='slope') or [1, inf) (form='divisor'), lower <= upper"
 _SLOPE = HParam("negative_slope", 0.01, "slope a for x < 0 (the chapter: 0.01 or 0.001)", low=0.0, high=1.0)
 
 #: The seven activations of the chapter, in its order.
@@ -173,8 +177,10 @@ ENTRIES: tuple[Entry, ...] = (
         derivative="1 if x > 0, else the slope drawn (training) or its test value (eval)",
         paper="Xu, Wang, Chen & Li, arXiv:1505.00853, 2015",
         hparams=(
-            HParam("lower", None, "lower bound of a (default 1/8 slope form, 3 divisor form)", low=0.0),
-            HParam("upper", None, "upper bound of a (default 1/3 slope form, 8 divisor form)", low=0.0),
+            HParam("lower", None, "lower bound of a (default 1/8 slope form, 3 divisor form)", low=0.0,
+                   rule=_RRELU_RULE),
+            HParam("upper", None, "upper bound of a (default 1/3 slope form, 8 divisor form)", low=0.0,
+                   rule=_RRELU_RULE),
             HParam("form", "slope", "'slope': a is the slope (PyTorch); 'divisor': y = x/a (Xu et al.)",
                    kind=str, choices=("slope", "divisor")),
         ),
