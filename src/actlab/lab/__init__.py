@@ -1,0 +1,1 @@
+"""The lab: compare activations on real data (data → models → train → store → report)."""

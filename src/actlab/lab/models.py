@@ -1,0 +1,412 @@
+"""The lab's networks, each taking the activation as a parameter.
+
+``build(name, input_shape=…, num_classes=…, act=…)`` returns a :class:`Net`: a flat
+``nn.Sequential`` of named layers in forward order. Every activation module is the child
+``<layer>_act`` right after the layer it follows (after its ``<layer>_bn`` when batch norm is on),
+so :func:`activation_layers` can name it for that layer — ``conv1``, ``conv2_1``, …, ``fc2`` for
+``he14`` — and monitors can hook it.
+
+``act`` is an :data:`ActFactory`: called once per activation position with the number of
+channels (axis 1 of an N×C×… tensor) or features of the layer it follows, so a channel-wise PReLU
+is ``lambda c: nn.PReLU(num_parameters=c)`` and a shared one ``lambda c: nn.PReLU()``.
+
+Paired design. Comparing activations is only fair when everything else is equal, so with the same
+``torch.manual_seed(s)`` before :func:`build` every shared (non-activation) parameter comes out
+identical whatever ``act`` is, and the global RNG is left in the same state afterwards (the
+trainer's batch order is then the same too). :func:`build` draws one seed from the global
+generator, builds the layers inside ``torch.random.fork_rng`` (so a factory that draws random
+numbers changes nothing outside), then initialises every shared parameter from a private
+``torch.Generator`` seeded with that draw.
+
+Initialisation (``init="kaiming"``, the default): He et al. 2015's normal init, std = √(2 / fan_in),
+for every conv / linear layer that an activation follows — the init the rectifiers of the chapter
+need (its advice: "start with ReLU, minding the weight initialisation"); the final classifier gets
+std = √(1 / fan_in) as no activation follows it. ``init="xavier"`` (Glorot normal, gain 1) suits
+sigmoid / tanh better. One init is used for every activation of a comparison, by design: it is part
+of the shared network, and how each activation copes with it is part of what is measured. Biases
+start at 0, batch-norm scales at 1.
+
+Batch norm is off by default (``batchnorm=False``): normalising every pre-activation to zero mean
+and unit variance hides much of what separates the activations (sigmoid's non-zero mean output,
+saturation, dead ReLUs, the drift that ELU counters). Turn it on to ask the other question —
+whether the differences survive batch norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ActFactory", "ACT_SUFFIX", "Net", "SpatialPyramidPool", "names", "default_for", "build",
+    "activation_layers", "HE14_SPP_LEVELS",
+]
+
+ActFactory = Callable[[int], nn.Module]
+"""Makes one activation module; receives the channel / feature count of the layer it follows."""
+
+ACT_SUFFIX = "_act"
+HE14_SPP_LEVELS = (6, 3, 2, 1)
+
+_NAMES = ("cnn", "he14", "mlp", "cnn1d")
+_INITS = ("kaiming", "xavier")
+_DEFAULT_DEPTH = {"cnn": 2, "cnn1d": 2, "mlp": 8}  # he14's depth is fixed by Table 8.1
+# he14 keeps the original ImageNet stem (conv1 7×7/2, pool1 3×3/3) from this input side up.
+_HE14_LARGE_INPUT = 96
+_HE14_MIN_INPUT = 4
+
+
+class Net(nn.Sequential):
+    """A flat sequence of named layers; activations are the children named ``<layer>_act``.
+
+    ``arch`` is the model name and ``config`` the arguments it was built with (JSON-serialisable),
+    for run records.
+    """
+
+    def __init__(
+        self, layers: Sequence[tuple[str, nn.Module]] | OrderedDict[str, nn.Module], *, arch: str = "",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        # arch / config default so that nn.Sequential's slicing (which calls the class with
+        # the layers alone) still works: net[:-3] is a Net without a record of its own.
+        super().__init__(OrderedDict(layers))
+        self.arch = arch
+        self.config = dict(config or {})
+
+
+class SpatialPyramidPool(nn.Module):
+    """Spatial pyramid pooling (He et al. 2014): max-pool to n×n bins for each level, concatenated.
+
+    The output length is C · Σ n², whatever the input size — which is what lets he14 keep
+    Table 8.1's fc1 on inputs from 8×8 to 224×224. A map smaller than a level's n×n is pooled
+    with overlapping (repeated) bins, as adaptive pooling does.
+
+    Shape: (N, C, H, W) → (N, C · Σ n²), level by level, each level channel-major.
+    """
+
+    def __init__(self, levels: Sequence[int] = HE14_SPP_LEVELS) -> None:
+        super().__init__()
+        self.levels = tuple(int(n) for n in levels)
+        self.pools = nn.ModuleList(nn.AdaptiveMaxPool2d(n) for n in self.levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([pool(x).flatten(1) for pool in self.pools], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"
+
+
+def names() -> list[str]:
+    """The model names: cnn, he14, mlp, cnn1d."""
+    return list(_NAMES)
+
+
+def default_for(input_shape: Sequence[int]) -> str:
+    """The model that fits ``input_shape``: cnn for (C,H,W), cnn1d for (C,L), mlp for (D,)."""
+    by_rank = {3: "cnn", 2: "cnn1d", 1: "mlp"}
+    try:
+        return by_rank[len(input_shape)]
+    except KeyError:
+        raise ValueError(
+            f"no default model for input shape {tuple(input_shape)}; valid: (C,H,W), (C,L) or (D,)"
+        ) from None
+
+
+def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The activation modules of ``model`` in forward order, named for the layer they follow.
+
+    Works on any model whose activations are registered as ``<layer>_act`` (every :class:`Net`,
+    also when wrapped in another module); a module reused at several positions is listed at each.
+    """
+    found = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        leaf = path.rsplit(".", 1)[-1]
+        if leaf.endswith(ACT_SUFFIX) and len(leaf) > len(ACT_SUFFIX):
+            found.append((leaf[: -len(ACT_SUFFIX)], module))
+    return found
+
+
+def build(
+    name: str,
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    act: ActFactory,
+    width: float = 1.0,
+    depth: int | None = None,
+    batchnorm: bool = False,
+    init: str = "kaiming",
+) -> Net:
+    """Build model ``name`` for ``input_shape`` (without batch) with ``act`` at every activation.
+
+    Args:
+        name: ``cnn``, ``he14``, ``mlp`` or ``cnn1d`` (see each ``_build_*`` for the layers).
+        input_shape: (C, H, W) for cnn / he14, (C, L) for cnn1d, anything for mlp (flattened).
+        num_classes: size of the output layer (logits).
+        act: the activation factory, called with the channel / feature count.
+        width: multiplies every channel count and hidden size (rounded, at least 1).
+        depth: cnn / cnn1d: convs per stage (default 2); mlp: hidden layers (default 8);
+            he14: must be None (Table 8.1 fixes it).
+        batchnorm: a BatchNorm after every conv / hidden linear, before the activation.
+        init: ``kaiming`` (default) or ``xavier``; see the module docstring.
+
+    Raises:
+        ValueError: unknown name or init, bad width / depth / num_classes, an input shape the
+            model cannot take (he14 names its minimum input size).
+        TypeError: ``act`` is not callable or returns something that is not an ``nn.Module``.
+    """
+    if name not in _NAMES:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(_NAMES)}")
+    if init not in _INITS:
+        raise ValueError(f"invalid init={init!r}; valid: {', '.join(_INITS)}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (math.isfinite(width) and width > 0):
+        raise ValueError(f"invalid width={width!r}; valid: a finite number > 0")
+    if name == "he14":
+        if depth is not None:
+            raise ValueError(f"invalid depth={depth!r} for he14; valid: None (Table 8.1 fixes its 14 layers)")
+    elif depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"invalid depth={depth!r}; valid: None or an int >= 1")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"invalid num_classes={num_classes!r}; valid: an int >= 1")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"invalid input_shape={tuple(input_shape)}; valid: positive sizes, without the batch axis")
+    if isinstance(act, nn.Module) or not callable(act):
+        # a module instance is callable too, but calling it with a channel count is a mistake
+        raise TypeError(
+            f"act must be a factory: channels -> nn.Module (e.g. lambda c: nn.PReLU(c)), got {type(act).__name__}"
+        )
+
+    def make_act(channels: int) -> nn.Module:
+        module = act(channels)
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"act({channels}) returned {type(module).__name__}; an nn.Module is needed")
+        return module
+
+    depth = depth if depth is not None else _DEFAULT_DEPTH.get(name)
+    # One draw from the global generator, the same for every factory; everything after it runs
+    # on a forked RNG so that the factory cannot shift what the caller draws next.
+    init_seed = int(torch.randint(0, 2**62, (1,)).item())
+    with torch.random.fork_rng(devices=[]):
+        builder = {"cnn": _build_cnn, "he14": _build_he14, "mlp": _build_mlp, "cnn1d": _build_cnn1d}[name]
+        layers = builder(shape, num_classes, make_act, width, depth, batchnorm)
+    config = {
+        "name": name, "input_shape": list(shape), "num_classes": num_classes, "width": float(width),
+        "depth": depth, "batchnorm": bool(batchnorm), "init": init,
+    }
+    net = Net(layers, arch=name, config=config)
+    _init_shared(net, torch.Generator().manual_seed(init_seed), init)
+    return net
+
+
+# ---------------------------------------------------------------------------------------------
+# architectures: each returns [(name, module), ...] in forward order
+# ---------------------------------------------------------------------------------------------
+
+Layers = list[tuple[str, nn.Module]]
+
+
+def _scaled(base: int, width: float) -> int:
+    return max(1, round(base * width))
+
+
+def _conv_block(
+    layers: Layers, name: str, conv: nn.Module, out_channels: int, make_act: ActFactory, batchnorm: bool, bn: type
+) -> None:
+    layers.append((name, conv))
+    if batchnorm:
+        layers.append((f"{name}_bn", bn(out_channels)))
+    layers.append((f"{name}{ACT_SUFFIX}", make_act(out_channels)))
+
+
+def _stage_plan(side: int) -> tuple[int, int]:
+    """(stages, pools) for a side length: a 2× pool per stage while the map stays ≥ 2, at most 3.
+
+    8 → 2 stages (8→4→2), 28 → 3 (→3), 32 → 3 (→4), 40 → 3 (→5); tiny inputs get one stage, no pool.
+    """
+    pools = min(3, max(0, int(math.log2(side)) - 1))
+    return max(1, pools), pools
+
+
+def _build_cnn(
+    shape: tuple[int, ...], num_classes: int, make_act: ActFactory, width: float, depth: int | None,
+    batchnorm: bool,
+) -> Layers:
+    """Small VGG-style CNN sized to the input, for digits (8×8) to CIFAR (32×32).
+
+    Stages of ``depth`` 3×3 convs (padding 1; 32, 64, 128 channels × width), each stage ending in
+    a 2×2 max-pool (2 stages for 8×8, 3 from 16×16 up), then flatten → fc1 (128 × width) →
+    activation → fc2 (logits). On 8×8 digits it reaches ~97 % test accuracy in a few seconds.
+    """
+    if len(shape) != 3:
+        raise ValueError(f"cnn needs (C, H, W) images, got input shape {shape}; for (C, L) use cnn1d, for (D,) mlp")
+    c, h, w = shape
+    stages, pools = _stage_plan(min(h, w))
+    layers: Layers = []
+    for i in range(1, stages + 1):
+        out = _scaled(32 * 2 ** (i - 1), width)
+        for j in range(1, depth + 1):
+            conv = nn.Conv2d(c, out, 3, padding=1, bias=not batchnorm)
+            _conv_block(layers, f"conv{i}_{j}", conv, out, make_act, batchnorm, nn.BatchNorm2d)
+            c = out
+        if i <= pools:
+            layers.append((f"pool{i}", nn.MaxPool2d(2)))
+            h, w = h // 2, w // 2
+    hidden = _scaled(128, width)
+    layers.append(("flatten", nn.Flatten()))
+    _fc_block(layers, "fc1", c * h * w, hidden, make_act, batchnorm)
+    layers.append(("fc2", nn.Linear(hidden, num_classes)))
+    return layers
+
+
+def _build_cnn1d(
+    shape: tuple[int, ...], num_classes: int, make_act: ActFactory, width: float, depth: int | None,
+    batchnorm: bool,
+) -> Layers:
+    """1-D CNN for (C, L) signals such as mnist1d (1×40).
+
+    As :func:`_build_cnn` with 1-D layers: stages of ``depth`` convs of kernel 5 (padding 2; a
+    wider kernel than 2-D's 3 because a 1-D signal has fewer neighbours per position), 32, 64, 128
+    channels × width, 2× max-pool per stage (40 → 20 → 10 → 5), flatten → fc1 (128 × width) → fc2.
+    """
+    if len(shape) != 2:
+        raise ValueError(f"cnn1d needs (C, L) signals, got input shape {shape}; for (C, H, W) use cnn, for (D,) mlp")
+    c, length = shape
+    stages, pools = _stage_plan(length)
+    layers: Layers = []
+    for i in range(1, stages + 1):
+        out = _scaled(32 * 2 ** (i - 1), width)
+        for j in range(1, depth + 1):
+            conv = nn.Conv1d(c, out, 5, padding=2, bias=not batchnorm)
+            _conv_block(layers, f"conv{i}_{j}", conv, out, make_act, batchnorm, nn.BatchNorm1d)
+            c = out
+        if i <= pools:
+            layers.append((f"pool{i}", nn.MaxPool1d(2)))
+            length //= 2
+    hidden = _scaled(128, width)
+    layers.append(("flatten", nn.Flatten()))
+    _fc_block(layers, "fc1", c * length, hidden, make_act, batchnorm)
+    layers.append(("fc2", nn.Linear(hidden, num_classes)))
+    return layers
+
+
+def _build_mlp(
+    shape: tuple[int, ...], num_classes: int, make_act: ActFactory, width: float, depth: int | None,
+    batchnorm: bool,
+) -> Layers:
+    """Deep MLP: flatten → ``depth`` hidden layers fc1..fc{depth} of 256 × width → fc{depth+1}.
+
+    Deep and narrow on purpose (8 hidden layers by default, no batch norm): the depth where
+    sigmoid's and tanh's saturation starve the first layers of gradient, as the chapter warns.
+    """
+    features = math.prod(shape)
+    hidden = _scaled(256, width)
+    layers: Layers = [("flatten", nn.Flatten())]
+    for i in range(1, depth + 1):
+        _fc_block(layers, f"fc{i}", features, hidden, make_act, batchnorm)
+        features = hidden
+    layers.append((f"fc{depth + 1}", nn.Linear(features, num_classes)))
+    return layers
+
+
+def _fc_block(layers: Layers, name: str, n_in: int, n_out: int, make_act: ActFactory, batchnorm: bool) -> None:
+    _conv_block(layers, name, nn.Linear(n_in, n_out, bias=not batchnorm), n_out, make_act, batchnorm, nn.BatchNorm1d)
+
+
+def _build_he14(
+    shape: tuple[int, ...], num_classes: int, make_act: ActFactory, width: float, depth: int | None,
+    batchnorm: bool,
+) -> Layers:
+    """He et al. 2015's 14-layer network of Table 8.1 (the PReLU paper's Table 1 model).
+
+    ====== ========================= ============================
+    layer  Table 8.1 (≥ 96×96 input) small inputs (< 96×96)
+    ====== ========================= ============================
+    conv1  7×7, stride 2, d=64       3×3, stride 1, padding 1
+    pool1  3×3, stride 3             2×2, stride 2
+    conv2  4 × (2×2, stride 1, d=128)
+    pool2  2×2, stride 2
+    conv3  6 × (2×2, stride 1, d=256)
+    spp    {6, 3, 2, 1} max-pool bins → 50 · 256 features
+    fc1    4096, fc2 4096, fc3 num_classes
+    ====== ========================= ============================
+
+    An activation follows every conv and fc1, fc2 (13 in all), named conv1, conv2_1..conv2_4,
+    conv3_1..conv3_6, fc1, fc2 as in the table. ``width`` multiplies every d and the fc sizes.
+
+    Adaptations, all forced by running the ImageNet net on small images and kept minimal:
+    * small-input stem: on a 32×32 CIFAR image the original stem (7×7/2 then 3×3/3 pool) would
+      leave a 5×5 map after pool1 and 2×2 after pool2; a 3×3/1 conv1 and a 2×2/2 pool1 keep
+      32 → 16 → 8, so the 2×2 stages still see spatial structure. The original stem is used
+      from 96×96 up (224 → 112 → 37 → 18, as in the paper).
+    * 2×2 convs are padded by one row / column at the bottom and right (``conv*_pad``), so each
+      stage keeps its map size instead of losing one pixel per conv.
+    * the paper's dropout on fc1/fc2 is left out (it is not part of Table 8.1; it would blur
+      the activation comparison with a second regulariser).
+    The smallest input is 4×4 (8×8 digits gives a 2×2 map at the SPP, pooled to overlapping bins).
+    """
+    if len(shape) != 3:
+        raise ValueError(f"he14 needs (C, H, W) images, got input shape {shape}")
+    c, h, w = shape
+    side = min(h, w)
+    if side < _HE14_MIN_INPUT:
+        raise ValueError(f"he14 needs inputs of at least {_HE14_MIN_INPUT}x{_HE14_MIN_INPUT}, got {h}x{w}")
+    d1, d2, d3, f = (_scaled(n, width) for n in (64, 128, 256, 4096))
+    bn = nn.BatchNorm2d
+    layers: Layers = []
+    if side >= _HE14_LARGE_INPUT:  # Table 8.1's stem
+        conv1, pool1 = nn.Conv2d(c, d1, 7, stride=2, padding=3, bias=not batchnorm), nn.MaxPool2d(3, stride=3)
+    else:  # the small-input stem
+        conv1, pool1 = nn.Conv2d(c, d1, 3, stride=1, padding=1, bias=not batchnorm), nn.MaxPool2d(2, stride=2)
+    _conv_block(layers, "conv1", conv1, d1, make_act, batchnorm, bn)
+    layers.append(("pool1", pool1))
+    c = d1
+    for stage, (n_convs, d) in enumerate(((4, d2), (6, d3)), start=2):
+        for j in range(1, n_convs + 1):
+            name = f"conv{stage}_{j}"
+            layers.append((f"{name}_pad", nn.ZeroPad2d((0, 1, 0, 1))))  # (left, right, top, bottom)
+            _conv_block(layers, name, nn.Conv2d(c, d, 2, stride=1, bias=not batchnorm), d, make_act, batchnorm, bn)
+            c = d
+        if stage == 2:
+            layers.append(("pool2", nn.MaxPool2d(2, stride=2)))
+    layers.append(("spp", SpatialPyramidPool(HE14_SPP_LEVELS)))
+    bins = sum(n * n for n in HE14_SPP_LEVELS)
+    _fc_block(layers, "fc1", c * bins, f, make_act, batchnorm)
+    _fc_block(layers, "fc2", f, f, make_act, batchnorm)
+    layers.append(("fc3", nn.Linear(f, num_classes)))
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
+# initialisation of the shared parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def _init_shared(net: Net, generator: torch.Generator, init: str) -> None:
+    """Initialise every non-activation parameter from ``generator``, in layer order.
+
+    Activation modules keep what their factory gave them (e.g. PReLU's a = 0.25).
+    """
+    weighted = [
+        m for name, child in net.named_children() if not name.endswith(ACT_SUFFIX)
+        for m in child.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))
+    ]
+    with torch.no_grad():
+        for k, m in enumerate(weighted):
+            is_classifier = k == len(weighted) - 1  # no activation follows the last layer
+            if init == "kaiming":
+                nonlinearity = "linear" if is_classifier else "relu"
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=nonlinearity, generator=generator)
+            else:
+                nn.init.xavier_normal_(m.weight, gain=1.0, generator=generator)
+            if m.bias is not None:
+                m.bias.zero_()
+        for name, child in net.named_children():
+            if not name.endswith(ACT_SUFFIX):
+                for m in child.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.reset_parameters()  # deterministic: scale 1, shift 0, fresh running stats
