@@ -1,0 +1,305 @@
+"""A comparison as a list of independent runs: activation variant × seed.
+
+A :class:`Comparison` is what ``actlab compare`` was asked (data, model, variants, seeds,
+optimisation). :func:`plan` turns it into :class:`RunSpec` s, each a complete, JSON-serialisable
+description of one training run with a stable :attr:`RunSpec.key`. A run is a pure function of its
+spec (see :func:`actlab.lab.train.run`), so a local loop and a cluster task execute the same unit,
+and the key lets a rerun skip what the results database already holds.
+
+Variants are written ``NAME[:HP=V[:HP=V]]``, comma-separated::
+
+    relu,leaky_relu:negative_slope=0.1,rrelu:form=divisor,prelu:num_parameters=channel
+    all,prelu:channelwise            # the seven at their defaults, plus channel-wise PReLU
+
+Values are strings here; :func:`actlab.registry.resolve` converts and checks them. PReLU's
+``num_parameters`` also takes ``channel`` (one slope per channel of the layer it follows, the
+count read from the model); ``prelu:channelwise`` and ``prelu:shared`` are shorthands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .. import registry
+from ..swap import CHANNELWISE
+
+__all__ = ["Variant", "RunSpec", "Comparison", "parse_variants", "plan", "OPTIMIZERS", "SCHEDULES", "INITS",
+           "PROTOCOL"]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "constant")
+INITS = ("kaiming", "xavier")
+
+#: Version of the training procedure in :mod:`actlab.lab.train`. It is part of every run's key:
+#: bump it when a change to training would change results, so old and new runs never mix.
+PROTOCOL = 1
+
+_SHORTHANDS = {  # (act, token) -> (hparam, value)
+    ("prelu", "channelwise"): ("num_parameters", CHANNELWISE),
+    ("prelu", "channel"): ("num_parameters", CHANNELWISE),
+    ("prelu", "shared"): ("num_parameters", "1"),
+}
+
+
+# --- variants ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One activation with its hyper-parameters, complete and checked.
+
+    ``hparams`` holds every registry hyper-parameter of ``act``, sorted by name, with defaults
+    filled in (PReLU's ``num_parameters`` may be ``"channel"``); ``label`` names the variant in
+    reports: the activation, plus the hyper-parameters that differ from their defaults.
+    """
+
+    act: str
+    hparams: tuple[tuple[str, Any], ...]
+    label: str
+
+    @property
+    def hp(self) -> dict[str, Any]:
+        return dict(self.hparams)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _resolve(act: str, given: dict[str, Any]) -> dict[str, Any]:
+    """``registry.resolve`` that also accepts PReLU's ``num_parameters=channel``."""
+    channel = act == "prelu" and str(given.get("num_parameters", "")).strip().lower() in (CHANNELWISE, "channelwise")
+    if channel:
+        given = {**given, "num_parameters": 1}
+    _, hp = registry.resolve(act, given)
+    return {**hp, "num_parameters": CHANNELWISE} if channel else hp
+
+
+def _variant(act: str, given: dict[str, Any]) -> Variant:
+    act = registry.canonical(act)
+    hp = _resolve(act, given)
+    # The label shows a given value only where it changes something: ``rrelu:form=divisor:lower=3``
+    # is ``rrelu(form=divisor)``, since 3 is the divisor form's default lower bound.
+    shown = [k for k in given if _matters(act, given, k, hp)]
+    if act == "prelu" and hp["num_parameters"] == CHANNELWISE:
+        parts = [CHANNELWISE] + [f"{k}={_fmt(hp[k])}" for k in shown if k != "num_parameters"]
+    else:
+        parts = [f"{k}={_fmt(hp[k])}" for k in shown]
+    label = f"{act}({', '.join(parts)})" if parts else act
+    return Variant(act, tuple(sorted(hp.items())), label)
+
+
+def _matters(act: str, given: dict[str, Any], key: str, resolved: dict[str, Any]) -> bool:
+    """Whether leaving ``key`` out of ``given`` would change the resolved hyper-parameters."""
+    try:
+        return _resolve(act, {k: v for k, v in given.items() if k != key})[key] != resolved[key]
+    except ValueError:  # invalid without it (e.g. rrelu divisor bounds without form=divisor)
+        return True
+
+
+def parse_variants(text: str) -> list[Variant]:
+    """``"relu,prelu:channelwise,leaky_relu:negative_slope=0.1"`` → variants, duplicates removed.
+
+    ``all`` stands for the seven activations at their defaults. Raises ``ValueError`` (one line)
+    for an unknown activation or hyper-parameter, an invalid value, or a malformed item.
+    """
+    out: dict[tuple[str, tuple[tuple[str, Any], ...]], Variant] = {}
+    items = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not items:
+        raise ValueError(f"--acts {text!r}: no activation given; valid: all or names from {', '.join(registry.names())}")
+    for item in items:
+        if item.lower() == "all":
+            found = [_variant(name, {}) for name in registry.names()]
+        else:
+            name, *tokens = [t.strip() for t in item.split(":")]
+            act = registry.canonical(name)
+            given: dict[str, Any] = {}
+            for token in tokens:
+                hp, eq, value = token.partition("=")
+                if (act, token.lower()) in _SHORTHANDS:
+                    hp, value = _SHORTHANDS[act, token.lower()]
+                elif not (eq and hp and value):
+                    raise ValueError(f"--acts item {item!r}: expected NAME[:HP=VALUE[:HP=VALUE]], "
+                                     f"e.g. leaky_relu:negative_slope=0.1 or prelu:channelwise")
+                given[hp.strip()] = value.strip()
+            found = [_variant(act, given)]
+        for v in found:
+            out.setdefault((v.act, v.hparams), v)
+    return list(out.values())
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training run. JSON-serialisable; :attr:`key` identifies it.
+
+    The seed fixes the data order (a dedicated generator), the initial weights of the layers all
+    variants share (``torch.manual_seed(seed)`` right before the model is built) and RReLU's
+    noise, so runs with the same seed and different activations form a matched pair.
+    """
+
+    # data
+    data: str = "digits"  # a --data spec (see actlab.lab.data)
+    subset: int | None = None  # keep this many training examples (None: all)
+    val_fraction: float = 0.1  # of the training set, held out for validation
+    # model
+    model: str = "cnn"  # a name from actlab.lab.models.names()
+    width: float = 1.0  # channel / feature multiplier
+    depth: int | None = None  # model-specific depth (None: the model's default)
+    batchnorm: bool = False  # batch norm before every activation
+    init: str = "kaiming"  # initial weights of the shared layers: kaiming | xavier
+    # activation
+    act: str = "relu"  # canonical registry name
+    hparams: tuple[tuple[str, Any], ...] = ()  # complete, checked, sorted by name (see Variant)
+    variant: str = "relu"  # the label in reports; not part of the key
+    # optimisation
+    seed: int = 0
+    epochs: int = 10
+    optimizer: str = "sgd"  # sgd (with momentum) | adam
+    lr: float = 0.02  # peak learning rate
+    momentum: float = 0.9  # SGD momentum; Adam's beta1
+    weight_decay: float = 5e-4  # L2, not applied to PReLU slopes (actlab.param_groups)
+    batch_size: int = 64
+    schedule: str = "cosine"  # cosine: lr decays to 0 over the epochs, per step | constant
+    protocol: int = PROTOCOL
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hparams"] = dict(self.hparams)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["hparams"] = tuple(sorted(dict(d.get("hparams") or {}).items()))
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        """A hash of everything that affects the result (not the label): the resume key."""
+        d = self.to_dict()
+        del d["variant"]
+        return _digest(d)
+
+    @property
+    def group(self) -> str:
+        """A hash of the setting shared by the runs of one comparison (all but act and seed)."""
+        d = self.to_dict()
+        for k in ("variant", "act", "hparams", "seed"):
+            del d[k]
+        return _digest(d)
+
+    @property
+    def act_key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        """The activation variant, as a hashable value."""
+        return self.act, self.hparams
+
+    @property
+    def activation(self) -> Variant:
+        return Variant(self.act, self.hparams, self.variant)
+
+
+def _digest(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- a comparison -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``actlab compare`` was asked: one setting, several variants, several seeds."""
+
+    variants: tuple[Variant, ...]
+    seeds: int = 3  # seeds 0 .. seeds-1
+    data: str = "digits"
+    subset: int | None = None
+    val_fraction: float = 0.1
+    model: str = "cnn"  # or "auto": the model that fits the data's shape (resolved by compare)
+    width: float = 1.0
+    depth: int | None = None
+    batchnorm: bool = False
+    init: str = "kaiming"
+    epochs: int = 10
+    optimizer: str = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    schedule: str = "cosine"
+
+    def check(self) -> None:
+        """Raise a one-line ``ValueError`` for the first invalid setting."""
+        def bad(name: str, valid: str) -> ValueError:
+            return ValueError(f"invalid {name}={getattr(self, name.replace('-', '_'))!r}; valid: {valid}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not self.variants:
+            raise ValueError("no activation variant given")
+        if not (is_int(self.seeds) and self.seeds >= 1):
+            raise bad("seeds", "an int >= 1")
+        if not (is_int(self.epochs) and self.epochs >= 1):
+            raise bad("epochs", "an int >= 1")
+        if self.subset is not None and not (is_int(self.subset) and self.subset >= 1):
+            raise bad("subset", "an int >= 1")
+        if not (is_num(self.val_fraction) and 0 <= self.val_fraction < 1):
+            raise bad("val_fraction", "a number in [0, 1)")
+        if not (is_num(self.width) and self.width > 0):
+            raise bad("width", "a number > 0")
+        if self.depth is not None and not (is_int(self.depth) and self.depth >= 1):
+            raise bad("depth", "an int >= 1")
+        if not isinstance(self.batchnorm, bool):
+            raise bad("batchnorm", "True or False")
+        if self.init not in INITS:
+            raise bad("init", ", ".join(INITS))
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", ", ".join(OPTIMIZERS))
+        if not (is_num(self.lr) and self.lr > 0):
+            raise bad("lr", "a number > 0")
+        if not (is_num(self.momentum) and 0 <= self.momentum < 1):
+            raise bad("momentum", "a number in [0, 1)")
+        if not (is_num(self.weight_decay) and self.weight_decay >= 0):
+            raise bad("weight_decay", "a number >= 0")
+        if not (is_int(self.batch_size) and self.batch_size >= 1):
+            raise bad("batch_size", "an int >= 1")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", ", ".join(SCHEDULES))
+        from . import models  # the model list is models.py's; imported late to keep plan light
+
+        if self.model != "auto" and self.model not in models.names():
+            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(models.names())}")
+
+    def settings(self) -> dict[str, Any]:
+        """The comparison as plain JSON data (variants as labels), for the results database."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variants"}
+        d["variants"] = [v.label for v in self.variants]
+        return d
+
+
+def plan(comparison: Comparison) -> list[RunSpec]:
+    """The runs of ``comparison``, seed-major: every variant for seed 0, then seed 1, ...
+
+    Seed-major order makes an interrupted comparison leave complete matched pairs behind.
+    """
+    comparison.check()
+    if comparison.model == "auto":
+        raise ValueError("plan: resolve model 'auto' first (actlab.lab.models.default_for)")
+    shared = {f.name: getattr(comparison, f.name) for f in fields(comparison)
+              if f.name not in ("variants", "seeds")}
+    return [RunSpec(**shared, act=v.act, hparams=v.hparams, variant=v.label, seed=seed)
+            for seed in range(comparison.seeds) for v in comparison.variants]
