@@ -157,7 +157,144 @@ def _add_plot(sub: Any) -> None:
 # --- compare / report (lab/) ------------------------------------------------------------------
 
 
+def _add_compare(sub: Any) -> None:
+    from .lab import data, models, plan
+
+    defaults = plan.Comparison(variants=())
+    p = sub.add_parser(
+        "compare", help="train one model with each activation over seeds; store every run; report",
+        description="Train the same model on the same data with each activation variant and several seeds "
+                    "(a seed fixes the data order and the shared initial weights, so runs are paired), store "
+                    "every run in DIR/results.sqlite, and write DIR/report.md and DIR/report.html. Rerunning "
+                    "the same command resumes: finished runs are skipped.")
+    p.add_argument("--data", default=data.DEFAULT_SPEC, metavar="SPEC", help=data.SPEC_HELP)
+    p.add_argument("--model", default="auto", metavar="NAME",
+                   help=f"{' | '.join(models.names())} (default: the one that fits the data: cnn for images)")
+    p.add_argument("--acts", default="all", metavar="LIST",
+                   help="comma-separated NAME[:HP=V[:HP=V]], 'all' for the seven (default), e.g. "
+                        "relu,leaky_relu:negative_slope=0.1,rrelu:form=divisor,prelu:channelwise")
+    p.add_argument("--seeds", type=int, default=defaults.seeds, metavar="N", help="seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="(default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results directory (default: runs/<data name>)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default=defaults.optimizer, metavar="NAME",
+                   help=f"{' | '.join(plan.OPTIMIZERS)} (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--schedule", default=defaults.schedule, metavar="NAME",
+                   help=f"{' | '.join(plan.SCHEDULES)} (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=defaults.momentum,
+                   help="SGD momentum, Adam's beta1 (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                   help="L2, never on PReLU slopes (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+    g = p.add_argument_group("data and model")
+    g.add_argument("--subset", type=int, default=None, metavar="N", help="use N training examples (default: all)")
+    g.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
+                   help="of the training set, held out (default: %(default)s)")
+    g.add_argument("--download", action="store_true", help="fetch a standard set (cifar10, mnist, ...) if absent")
+    g.add_argument("--width", type=float, default=defaults.width, help="channel multiplier (default: %(default)s)")
+    g.add_argument("--depth", type=int, default=None, help="convs per stage / hidden layers (default: the model's)")
+    g.add_argument("--batchnorm", action="store_true", help="batch norm before every activation")
+    g.add_argument("--init", default=defaults.init, metavar="NAME",
+                   help=f"{' | '.join(plan.INITS)} (default: %(default)s)")
+    g = p.add_argument_group("running and reporting")
+    g.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
+    g.add_argument("--target-error", type=float, default=None, metavar="E",
+                   help="training error for the time-to-target table, e.g. 0.05 (default: chosen from the data)")
+    g.add_argument("--quiet", action="store_true", help="no progress output; print only the report's path")
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from .lab import compare, plan
+
+    comparison = plan.Comparison(
+        variants=tuple(plan.parse_variants(args.acts)), seeds=args.seeds, data=args.data, subset=args.subset,
+        val_fraction=args.val_fraction, model=args.model, width=args.width, depth=args.depth,
+        batchnorm=args.batchnorm, init=args.init, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, batch_size=args.batch_size, schedule=args.schedule)
+    out = args.out if args.out is not None else compare.default_out(args.data)
+    result = compare.compare(comparison, out, device=args.device, quiet=args.quiet, download=args.download,
+                             target_error=args.target_error, argv=_explicit_command(args))
+    if not args.quiet:
+        print(f"{result.ran} runs in {result.seconds:.0f} s ({result.done} done, {result.diverged} diverged, "
+              f"{result.failed} failed; {result.skipped} already in {result.directory})", file=sys.stderr)
+    print(f"report: {result.report['html']}  (also {result.report['markdown']})")
+    if result.failed:
+        print(f"actlab: error: {result.failed} runs failed (see the report's Runs table); rerun the same command "
+              f"to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _explicit_command(args: argparse.Namespace) -> list[str]:
+    """The command with every option spelled out, so that it reproduces the runs even if a
+    default changes (the report prints it)."""
+    words = ["actlab", "compare"]
+    for name, value in vars(args).items():
+        if name in ("func", "command") or value is None or value is False:
+            continue
+        words += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return words
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="rebuild a report from a results database",
+                       description="Write DIR/report.md, DIR/report.html and DIR/export/ from DIR/results.sqlite "
+                                   "(the report reads only the database).")
+    p.add_argument("dir", metavar="DIR", help="a directory written by actlab compare")
+    p.add_argument("--target-error", type=float, default=None, metavar="E",
+                   help="training error for the time-to-target table (default: as recorded by compare)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .lab import report
+
+    paths = report.write(args.dir, target_error=args.target_error)
+    print(f"report: {paths['html']}  (also {paths['markdown']})")
+    return 0
+
+
 # --- bench (fast/, benchmarks/) -------------------------------------------------------------
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    acts = [a for a in args.acts.split(",") if a.strip()] if args.acts else None
+    report = bench.run(acts, bench.parse_sizes(args.sizes), bench.parse_dtypes(args.dtypes), args.device,
+                       args.threads, args.repeats, args.warmup, lean=args.lean,
+                       retain_memory=args.retain_freed_memory, progress=None if args.quiet else bench.print_row)
+    print(bench.summary(report))
+    if args.json:
+        bench.write_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="actlab's layers against torch.nn's: time, copy bandwidth, memory kept",
+                       description="Forward and forward+backward time of each activation's actlab layer and "
+                                   "torch.nn layer in the same run, the ratio, the fraction of copy bandwidth, "
+                                   "and the bytes kept for backward (see actlab.bench).")
+    p.add_argument("--acts", metavar="LIST", help="comma-separated names or case labels, e.g. prelu,rrelu-train "
+                                                  "(default: all; prelu means shared and channel-wise)")
+    p.add_argument("--sizes", default="1M,16M", metavar="LIST",
+                   help="elements per input, binary units: 64K, 1M = 1048576, 16M, 32M (default: 1M,16M)")
+    p.add_argument("--dtypes", default="float32", metavar="LIST", help="e.g. float32,bfloat16 (default: float32)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch (and numba) threads "
+                                                                          "(default: torch's setting)")
+    p.add_argument("--repeats", type=int, default=20, metavar="N", help="timed repeats; medians count (default: 20)")
+    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed repeats first (default: 3)")
+    p.add_argument("--lean", action="store_true", help="also the lean variants (1 bit per element kept)")
+    p.add_argument("--retain-freed-memory", action="store_true",
+                   help="glibc keeps freed large blocks mapped (no page faults for fresh outputs; "
+                        "see actlab.fast.retain_freed_memory)")
+    p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_run_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,17 +15,136 @@ prelu          ``k(x, weight, channel_axis)``
 rrelu          ``k(x, lower, upper, form, seed)``  (training only)
 elu            ``k(x, alpha)``
 =============  ====================================================
+
+Dispatch rules (:func:`lookup`):
+
+* CPU tensors go to :mod:`actlab.fast.cpu` (numba; absent numba, the plain path): float32 and
+  float64; tanh, prelu, rrelu, elu, and relu and leaky_relu in lean mode. Outside lean mode relu
+  is ``torch.relu`` and leaky_relu torch's ``leaky_relu`` — one pass each way with the plain
+  path's semantics; a fused kernel moves the same bytes plus a Python call (see
+  ``actlab.fast.cpu.NATIVE``) — and sigmoid the plain path (``torch.sigmoid``, likewise); at
+  least :data:`MIN_NUMEL` ``["cpu"]`` elements, below which the call overhead outweighs the gain.
+* CUDA tensors go to :mod:`actlab.fast.gpu` (Triton; absent Triton, the plain path): float32,
+  bfloat16 and float16; all seven; fewer than 2³¹ elements.
+* Either way the tensor must be dense in a layout the kernels walk in memory order: contiguous,
+  or channels-last (4-D and 5-D). Anything else takes the plain path.
+
+The environment variable ``ACTLAB_FAST_BACKEND`` overrides the choice: ``none`` turns every fast
+path off; ``triton`` sends every tensor, CPU ones included, to the Triton kernels (with
+``TRITON_INTERPRET=1`` set before Triton is imported, that runs them on the CPU — how the tests
+check them on a machine without a GPU).
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib
+import os
+from types import ModuleType
 from typing import Callable
 
+import torch
 from torch import Tensor
 
-__all__ = ["lookup"]
+from . import ops
+
+__all__ = ["lookup", "backend_for", "status", "rrelu_slopes", "retain_freed_memory", "MIN_NUMEL"]
+
+#: Smallest tensor (elements) each backend takes; smaller ones run the plain path. Measured on the
+#: CPU, forward+backward against the plain path, one thread: the fast path overtakes it between
+#: 4K (ELU) and 32K (PReLU) elements — below, the Python of an autograd.Function and the numba
+#: call (~40 µs a forward) outweigh what the fused pass saves. The GPU path takes any size.
+MIN_NUMEL: dict[str, int] = {"cpu": 16384, "gpu": 0}
+
+_MODULES: dict[str, ModuleType | None] = {}
+_WHY: dict[str, str] = {}
+
+
+def _load(kind: str) -> ModuleType | None:
+    """The backend module ``kind`` ("cpu" or "gpu"), or None if its compiler is missing."""
+    if kind not in _MODULES:
+        try:
+            _MODULES[kind] = importlib.import_module(f"{__name__}.{kind}")
+        except ImportError as err:  # numba or triton not installed: the plain path serves
+            _MODULES[kind], _WHY[kind] = None, f"{type(err).__name__}: {err}"
+    return _MODULES[kind]
+
+
+def backend_for(x: Tensor) -> ModuleType | None:
+    """The backend module that would run on ``x``'s device, or None."""
+    forced = os.environ.get("ACTLAB_FAST_BACKEND", "").strip().lower()
+    if forced == "none":
+        return None
+    if forced == "triton" or x.device.type == "cuda":
+        return _load("gpu")
+    if x.device.type == "cpu":
+        return _load("cpu")
+    return None
 
 
 def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor] | None:
-    """The fast kernel for ``name`` on ``x``, or None."""
+    """The fast kernel for ``name`` on ``x``, or None (see the dispatch rules above)."""
+    b = backend_for(x)
+    if b is None or name not in b.NAMES or x.dtype not in b.DTYPES:
+        return None
+    if x.numel() < max(MIN_NUMEL[b.KIND], 1) or x.numel() >= 2**31 or ops.memory_order(x) is None:
+        return None
+    native = getattr(b, "NATIVE", {}).get(name)
+    if native is not None and not lean:
+        return native
+    if name == "sigmoid":
+        return lambda x: ops.Sigmoid.apply(x, b)
+    if name == "tanh":
+        return lambda x: ops.Tanh.apply(x, b)
+    if name == "relu":
+        return lambda x: ops.Rectifier.apply(x, None, lean, b)
+    if name == "leaky_relu":
+        return lambda x, negative_slope: ops.Rectifier.apply(x, float(negative_slope), lean, b)
+    if name == "prelu":
+        return lambda x, weight, channel_axis: ops.PReLU.apply(x, weight, channel_axis, lean, b)
+    if name == "rrelu":
+        return lambda x, lower, upper, form, seed: ops.RReLU.apply(x, lower, upper, form, seed, lean, b)
+    if name == "elu":
+        return lambda x, alpha: ops.ELU.apply(x, float(alpha), b)
     return None
+
+
+def rrelu_slopes(n: int, lower: float, upper: float, form: str, seed: int, *, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> Tensor:
+    """The training slopes the fast path draws for the first n elements (memory order) of a
+    tensor with step seed ``seed`` — what :func:`actlab.functional.rrelu` multiplies x ≤ 0 by."""
+    x = torch.empty(n, dtype=dtype, device=device)
+    b = backend_for(x)
+    if b is None:
+        raise ValueError(f"rrelu: no fast backend for {x.device.type}; valid: cpu with numba, cuda with triton")
+    b.rrelu_slopes_into(x, (int(seed), float(lower), float(upper), form == "divisor"))
+    return x
+
+
+def status() -> dict[str, str]:
+    """Which backends load here, and why not where they don't (for ``actlab bench`` and bug reports)."""
+    out = {}
+    for kind in ("cpu", "gpu"):
+        m = _load(kind)
+        out[kind] = "available" if m is not None else f"unavailable ({_WHY[kind]})"
+    return out
+
+
+def retain_freed_memory(limit: int = 1 << 30) -> bool:
+    """Opt-in allocation remedy for CPU tensors: glibc keeps freed blocks up to ``limit`` bytes
+    for reuse instead of unmapping them.
+
+    By default glibc maps a block above its mmap threshold (at most 32 MB) afresh for every
+    allocation and unmaps it when freed, so every out-of-place op on 16M float32 elements pays
+    a page fault per 4 KiB of its fresh output — on the 2-core VM this was measured on, that
+    cost more than the arithmetic, for torch's ops and actlab's alike. With both thresholds at
+    ``limit``, freed outputs are reused already mapped. The change is process-wide and lasting:
+    resident memory stays at its peak, as with a caching allocator. ``actlab bench
+    --retain-freed-memory`` measures with it. Returns False where it does not apply (no glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, int(limit))) and bool(libc.mallopt(m_trim_threshold, int(limit)))

@@ -1,0 +1,470 @@
+"""Measure actlab's layers against torch.nn's: time, copy bandwidth and memory kept for backward.
+
+For each activation (PReLU shared and channel-wise; RReLU in training), dtype and size:
+
+* ``fwd_ms`` — the forward on an input that needs no gradient (inference);
+* ``fb_ms`` — forward + backward (``torch.autograd.grad`` of the input and any learned slope,
+  so no gradient accumulates between repeats);
+* ``saved_bytes`` — what the forward keeps for backward, counted with
+  ``torch.autograd.graph.saved_tensors_hooks`` as the unique storages' sizes;
+* ``copy_ms`` — ``x.clone()`` of the same tensor in the same run; an out-of-place forward reads
+  and writes what a copy does, so ``copy_ms / fwd_ms`` is the fraction of copy bandwidth reached
+  (allocation included on both sides).
+
+Each function is timed in blocks of consecutive repeats (timeit-style: its data and allocations
+in their steady state), torch.nn, actlab and the copy taking turns block by block so that load
+drifts on a shared machine hit all alike; the medians of the repeats, after warm-up, are
+reported (and the minima, in the JSON), and the ratios (torch.nn time / actlab time, above 1 is
+faster) are what matter. On CUDA the main timings replay
+a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel takes tens of
+microseconds, less than the host needs to launch it from Python), and the eager timings (events
+around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
+``benchmarks/bench_layers.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+import actlab
+
+__all__ = ["Case", "CASES", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS"]
+
+CHANNELS = 64  # channels of the benchmark input (N, 64, 32, 32); PReLU channel-wise has 64 slopes
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmarked layer: actlab's and torch.nn's, built the same way."""
+
+    label: str
+    act: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    native: str = ""
+    native_args: tuple[Any, ...] = ()
+    train: bool = False
+    lean: bool = False
+
+    def build(self, device: str, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
+        extra = {"lean": True} if self.lean else {}
+        ours = actlab.layer(self.act, **self.hparams, **extra)
+        native = getattr(nn, self.native)(*self.native_args)
+        for m in (ours, native):
+            m.to(device=device, dtype=dtype)
+            m.train(self.train)
+        return ours, native
+
+
+CASES: tuple[Case, ...] = (
+    Case("sigmoid", "sigmoid", native="Sigmoid"),
+    Case("tanh", "tanh", native="Tanh"),
+    Case("relu", "relu", native="ReLU"),
+    Case("leaky_relu", "leaky_relu", native="LeakyReLU"),
+    Case("prelu-shared", "prelu", native="PReLU"),
+    Case("prelu-channel", "prelu", {"num_parameters": CHANNELS}, native="PReLU", native_args=(CHANNELS,)),
+    Case("rrelu-train", "rrelu", native="RReLU", train=True),
+    Case("elu", "elu", native="ELU"),
+)
+LEAN_CASES: tuple[Case, ...] = (
+    Case("relu-lean", "relu", native="ReLU", lean=True),
+    Case("leaky_relu-lean", "leaky_relu", native="LeakyReLU", lean=True),
+    Case("prelu-channel-lean", "prelu", {"num_parameters": CHANNELS}, native="PReLU", native_args=(CHANNELS,),
+         lean=True),
+    Case("rrelu-train-lean", "rrelu", native="RReLU", train=True, lean=True),
+)
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+           "float16": torch.float16, "fp32": torch.float32, "fp64": torch.float64, "bf16": torch.bfloat16,
+           "fp16": torch.float16}
+
+
+def parse_sizes(text: str) -> list[int]:
+    """"1M,16M" → [1048576, 16777216]: K, M, G are binary (32M = 33,554,432 elements)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip().upper()
+        if not item:
+            continue
+        unit = item[-1] if item[-1] in _UNITS else ""
+        try:
+            n = int(float(item[: len(item) - len(unit)]) * _UNITS[unit])
+        except ValueError:
+            raise ValueError(f"--sizes: invalid size {item!r}; valid: e.g. 4096, 64K, 1M, 16M") from None
+        if n < 1:
+            raise ValueError(f"--sizes: invalid size {item!r}; valid: at least 1 element")
+        out.append(n)
+    return out
+
+
+def parse_dtypes(text: str) -> list[torch.dtype]:
+    out = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if item not in _DTYPES:
+            raise ValueError(f"--dtypes: invalid dtype {item!r}; valid: float32, bfloat16, float16, float64")
+        out.append(_DTYPES[item])
+    return out
+
+
+def select_cases(acts: Sequence[str] | None, lean: bool) -> list[Case]:
+    """The cases for ``acts`` (activation names, aliases or case labels; None: all)."""
+    cases = list(CASES) + (list(LEAN_CASES) if lean else [])
+    if not acts:
+        return cases
+    chosen = []
+    for a in acts:
+        a = a.strip()
+        match = [c for c in cases if c.label == a]
+        if not match:
+            name = actlab.registry.canonical(a)  # raises with the valid names
+            match = [c for c in cases if c.act == name]
+        chosen += [c for c in match if c not in chosen]
+    return chosen
+
+
+def input_shape(n: int) -> tuple[int, ...]:
+    """(N, 64, 32, 32) when n allows it, else (n/64, 64), else (n,) (then no channel-wise PReLU)."""
+    if n % (CHANNELS * 1024) == 0:
+        return n // (CHANNELS * 1024), CHANNELS, 32, 32
+    if n % CHANNELS == 0:
+        return n // CHANNELS, CHANNELS
+    return (n,)
+
+
+# --- timing ---------------------------------------------------------------------------------------------
+
+
+_CUDA_CALLS = 10  # calls per CUDA timing: the host runs ahead, the events see the device's time
+
+
+def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
+    """A function that times fn and returns ms per call (CUDA: events around a burst of calls)."""
+    if device == "cuda":
+        def timed(fn: Callable[[], Any]) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(_CUDA_CALLS):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / _CUDA_CALLS
+    else:
+        def timed(fn: Callable[[], Any]) -> float:
+            t0 = time.perf_counter()
+            fn()
+            return (time.perf_counter() - t0) * 1e3
+    return timed
+
+
+_ROUNDS = 4  # blocks of repeats per function, the functions taking turns
+
+
+def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> dict[str, float]:
+    """Median ms of each fn. Each runs in blocks of consecutive repeats (after one untimed call),
+    as a timeit loop would, so its data and allocations are in their steady state rather than
+    left cold by the function before; the functions take turns over _ROUNDS blocks, so load
+    drifts on a shared machine hit all of them alike."""
+    timed = _timer(device)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    per_block = max(1, -(-repeats // _ROUNDS))
+    for _ in range(_ROUNDS):
+        for k, fn in fns.items():
+            fn()
+            times[k] += [timed(fn) for _ in range(per_block)]
+    _MINIMA.clear()
+    _MINIMA.update({k: min(v) for k, v in times.items()})
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+#: The fastest repeat of each function in the last _medians call: reported beside the medians
+#: (on a busy machine a parallel region can wait a whole time slice for a core; the minimum shows
+#: the run that did not)
+_MINIMA: dict[str, float] = {}
+
+
+def _graphed(fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
+    """Each fn captured _CUDA_CALLS times in a CUDA graph: replaying it costs the device's time
+    only, without the host's per-call overhead (Python, autograd, kernel launch), which at 16M
+    elements and above can exceed a memory-bound kernel's few tens of microseconds."""
+    out = {}
+    for k, fn in fns.items():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(_CUDA_CALLS):
+                fn()
+        out[k] = graph.replay
+    return out
+
+
+def _graph_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    graphs = _graphed(fns)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, replay in graphs.items():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            replay()
+            end.record()
+            end.synchronize()
+            times[k].append(start.elapsed_time(end) / _CUDA_CALLS)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def saved_bytes(module: nn.Module, x: Tensor) -> int:
+    """Bytes the forward of ``module`` on ``x`` keeps for backward (unique storages)."""
+    storages: dict[tuple[int, str], int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        s = t.untyped_storage()
+        storages[(s.data_ptr(), str(t.device))] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = module(x)
+    del y
+    return sum(storages.values())
+
+
+def _grad_inputs(module: nn.Module, x: Tensor) -> tuple[Tensor, ...]:
+    return (x, *[p for p in module.parameters() if p.requires_grad])
+
+
+def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, warmup: int) -> dict[str, Any]:
+    """One row of the benchmark: both layers on one input, and the copy."""
+    shape = input_shape(n)
+    if case.hparams.get("num_parameters", 1) > 1 and len(shape) < 2:
+        return {"case": case.label, "numel": n, "skipped": f"no channel axis in shape {shape}"}
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    g = torch.randn(shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    xg = x.detach().clone().requires_grad_(True)
+    ours, native = case.build(device, dtype)
+
+    def fb(m: nn.Module) -> Callable[[], Any]:
+        inputs = _grad_inputs(m, xg)
+        return lambda: torch.autograd.grad(m(xg), inputs, g)
+
+    fns = {"copy": lambda: x.clone(), "native_fwd": lambda: native(x), "actlab_fwd": lambda: ours(x),
+           "native_fb": fb(native), "actlab_fb": fb(ours)}
+    t = eager = _medians(fns, repeats, warmup, device)
+    fastest = dict(_MINIMA)
+    timing = "wall clock" if device == "cpu" else f"CUDA events around {_CUDA_CALLS} calls"
+    if device == "cuda":
+        try:
+            t, timing = _graph_medians(fns, repeats), f"CUDA graph of {_CUDA_CALLS} calls"
+        except Exception as err:  # noqa: BLE001 - capture can fail; the eager timings stand
+            timing += f" (CUDA graph capture failed: {type(err).__name__}: {err})"
+    kept = {"native": saved_bytes(native, xg), "actlab": saved_bytes(ours, xg)}
+    fast_path = actlab.fast.lookup(case.act, x, lean=case.lean) is not None
+    row: dict[str, Any] = {
+        "case": case.label, "act": case.act, "lean": case.lean, "dtype": str(dtype).replace("torch.", ""),
+        "device": device, "numel": n, "shape": list(shape), "fast_path": fast_path, "timing": timing,
+        "copy_ms": t["copy"], "copy_gbps": 2 * x.numel() * x.element_size() / t["copy"] / 1e6,
+    }
+    for side in ("native", "actlab"):
+        row[side] = {"fwd_ms": t[f"{side}_fwd"], "fb_ms": t[f"{side}_fb"], "saved_bytes": kept[side],
+                     "saved_bytes_per_element": kept[side] / n, "fwd_copy_fraction": t["copy"] / t[f"{side}_fwd"],
+                     "fwd_min_ms": fastest[f"{side}_fwd"], "fb_min_ms": fastest[f"{side}_fb"]}
+        if eager is not t:  # CUDA: the host-bound timings too, for what eager code sees
+            row[side].update(fwd_eager_ms=eager[f"{side}_fwd"], fb_eager_ms=eager[f"{side}_fb"])
+    row["ratio_fwd"] = t["native_fwd"] / t["actlab_fwd"]
+    row["ratio_fb"] = t["native_fb"] / t["actlab_fb"]
+    row["ratio_fb_of_minima"] = fastest["native_fb"] / fastest["actlab_fb"]
+    if eager is not t:
+        row["copy_eager_ms"] = eager["copy"]
+        row["ratio_fb_eager"] = eager["native_fb"] / eager["actlab_fb"]
+    return row
+
+
+# --- environment and allocation remedy --------------------------------------------------------------------
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except Exception:  # noqa: BLE001 - absent or broken: recorded as None
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Machine, versions, settings: enough to tell where and how a JSON file was measured."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    env: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": _version("numpy"),
+                     "numba": _version("numba"), "triton": _version("triton"), "actlab": actlab.__version__},
+        "fast_backends": actlab.fast.status(),
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        env["machine"]["gpu"] = torch.cuda.get_device_name()
+    try:
+        import numba
+
+        env["machine"]["numba_threads"] = numba.get_num_threads()
+        env["machine"]["numba_threading_layer"] = numba.config.THREADING_LAYER
+    except ImportError:
+        pass
+    return env
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        return None
+
+
+def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24),
+        dtypes: Sequence[torch.dtype] = (torch.float32,), device: str = "cpu", threads: int | None = None,
+        repeats: int = 20, warmup: int = 3, lean: bool = False, retain_memory: bool = False,
+        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Benchmark every selected case; returns the JSON-ready report (environment + rows)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device here; valid: cpu")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    retained = actlab.fast.retain_freed_memory() if retain_memory else False
+    cases = select_cases(acts, lean)
+    report = environment(device)
+    report["settings"] = {"device": device, "sizes": list(sizes),
+                          "dtypes": [str(d).replace("torch.", "") for d in dtypes],
+                          "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
+                          "retain_freed_memory": retained, "min_numel": dict(actlab.fast.MIN_NUMEL),
+                          "cases": [c.label for c in cases]}
+    report["loadavg_before"] = _loadavg()
+    rows = []
+    for dtype in dtypes:
+        for n in sizes:
+            for case in cases:
+                try:
+                    row = measure(case, n, dtype, device, repeats, warmup)
+                except Exception as err:  # noqa: BLE001 - one failing case must not stop the rest
+                    row = {"case": case.label, "numel": n, "dtype": str(dtype).replace("torch.", ""),
+                           "error": f"{type(err).__name__}: {err}"}
+                rows.append(row)
+                if progress:
+                    progress(row)
+    report["loadavg_after"] = _loadavg()
+    report["results"] = rows
+    report["goals"] = goals(rows, device)
+    return report
+
+
+# --- goals and summary ------------------------------------------------------------------------------------
+
+#: The issue's targets: (device, case label, min size, what, threshold) — ratios vs torch.nn in
+#: the same run; "never slower" is read as ≥ 0.95 to leave room for timing noise.
+_NEVER_SLOWER = 0.95
+_GOALS = [
+    *[("cpu", c, 2**20, 2**20, "ratio_fb", 5.0) for c in ("prelu-shared", "prelu-channel", "rrelu-train")],
+    *[("cpu", c, 2**20, 2**20, "ratio_fb", 1.5) for c in ("elu", "leaky_relu")],
+    *[("cpu", c, 2**20, 2**20, "ratio_fb", _NEVER_SLOWER) for c in ("sigmoid", "tanh", "relu")],
+    *[("cpu", c, 2**24, 2**24, "ratio_fb", 2.0) for c in ("prelu-shared", "prelu-channel", "rrelu-train")],
+    *[("cpu", c, 2**24, 2**24, "ratio_fb", _NEVER_SLOWER) for c in ("sigmoid", "tanh", "relu", "leaky_relu", "elu")],
+    *[("cuda", c.label, 2**24, 2**40, "actlab.fwd_copy_fraction", 0.9) for c in CASES],
+    *[("cuda", c.label, 2**24, 2**40, "ratio_fb", 1.0) for c in CASES],
+    *[("cuda", c, 2**24, 2**40, "ratio_fb", 1.5) for c in ("prelu-shared", "prelu-channel", "rrelu-train")],
+]
+
+
+def _get(row: dict[str, Any], path: str) -> float:
+    v: Any = row
+    for k in path.split("."):
+        v = v[k]
+    return float(v)
+
+
+def goals(rows: Sequence[dict[str, Any]], device: str) -> list[dict[str, Any]]:
+    """Each applicable goal of the issue, with the measured value and whether it holds."""
+    out = []
+    for dev, label, lo, hi, what, threshold in _GOALS:
+        if dev != device:
+            continue
+        for row in rows:
+            if row.get("case") != label or "error" in row or "skipped" in row or not lo <= row["numel"] <= hi:
+                continue
+            if dev == "cpu" and row["dtype"] != "float32":
+                continue
+            value = _get(row, what)
+            out.append({"case": label, "numel": row["numel"], "dtype": row["dtype"], "metric": what,
+                        "threshold": threshold, "value": round(value, 3), "met": value >= threshold})
+    return out
+
+
+def _fmt_n(n: int) -> str:
+    for unit, size in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The report as a text table: one line per row, then the goals."""
+    lines = [f"{'case':20s} {'dtype':8s} {'n':>5s} {'fast':>4s} │ {'fwd ms':>8s} {'ratio':>6s} {'copy%':>11s} │ "
+             f"{'fwd+bwd ms':>10s} {'ratio':>6s} │ {'kept B/elem':>11s}",
+             f"{'':20s} {'':8s} {'':>5s} {'':>4s} │ {'actlab':>8s} {'':>6s} {'nn → actlab':>11s} │ "
+             f"{'actlab':>10s} {'':>6s} │ {'nn → actlab':>11s}"]
+    for r in report["results"]:
+        head = f"{r['case']:20s} {r.get('dtype', ''):8s} {_fmt_n(r['numel']):>5s}"
+        if "error" in r or "skipped" in r:
+            lines.append(f"{head}      {r.get('error') or r.get('skipped')}")
+            continue
+        a, nat = r["actlab"], r["native"]
+        lines.append(
+            f"{head} {'yes' if r['fast_path'] else 'no':>4s} │ {a['fwd_ms']:8.3f} {r['ratio_fwd']:5.2f}x "
+            f"{100 * nat['fwd_copy_fraction']:4.0f} →{100 * a['fwd_copy_fraction']:4.0f} │ {a['fb_ms']:10.3f} "
+            f"{r['ratio_fb']:5.2f}x │ {nat['saved_bytes_per_element']:4.2f} → {a['saved_bytes_per_element']:4.2f}")
+    met = [g for g in report.get("goals", []) if g["met"]]
+    missed = [g for g in report.get("goals", []) if not g["met"]]
+    lines.append(f"goals: {len(met)} met, {len(missed)} missed"
+                 + "".join(f"\n  missed: {g['case']} {g['dtype']} {_fmt_n(g['numel'])} {g['metric']} = "
+                           f"{g['value']} < {g['threshold']}" for g in missed))
+    return "\n".join(lines)
+
+
+def write_json(report: dict[str, Any], path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+
+
+def print_row(row: dict[str, Any]) -> None:
+    """Progress: one short line per measured row, to stderr."""
+    if "error" in row or "skipped" in row:
+        print(f"  {row['case']} {_fmt_n(row['numel'])}: {row.get('error') or row.get('skipped')}", file=sys.stderr)
+    else:
+        print(f"  {row['case']} {row['dtype']} {_fmt_n(row['numel'])}: fwd {row['ratio_fwd']:.2f}x "
+              f"fwd+bwd {row['ratio_fb']:.2f}x", file=sys.stderr)

@@ -1,0 +1,300 @@
+"""The autograd functions of the fast paths, one per family, over a backend's fused kernels.
+
+A backend (:mod:`actlab.fast.cpu` with numba, :mod:`actlab.fast.gpu` with Triton) fills
+preallocated flat tensors; this module shapes them, decides what backward keeps, and writes
+each backward beside its forward. What is kept (the "memory kept for backward" of the bench):
+
+==============  ===================================  ========================================
+function        kept (default)                       kept with ``lean=True``
+==============  ===================================  ========================================
+sigmoid, tanh   y (σ' = y(1−y), tanh' = 1−y²)        —
+relu, leaky     y (x > 0 ⇔ y > 0 as the slope ≥ 0)   1 bit per element
+rrelu (train)   y, and the 64-bit step seed          1 bit per element, and the seed
+prelu           x (a may be learned negative, so y   1 bit per element if the slope is frozen
+                cannot tell the sign of x; and       (``weight.requires_grad`` False); else x,
+                ∂L/∂a = Σ_{x≤0} x·g needs x)         as without lean — see :class:`PReLU`
+elu             y (f' = y + α for y ≤ 0)             —
+==============  ===================================  ========================================
+
+torch.nn keeps the input for LeakyReLU and ELU, the input and weight for PReLU, and the input
+and a full-size noise tensor for RReLU in training; so nothing here keeps more. (Where a backend
+lists an op in ``NATIVE`` — relu, and leaky_relu on the CPU — outside lean mode torch's own op
+runs and keeps what torch keeps.)
+
+Double backward (``create_graph=True``) runs the same maths as plain differentiable torch
+operations on the kept tensors, so second derivatives agree with the plain path.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd import Function
+
+__all__ = ["memory_order", "Rectifier", "PReLU", "RReLU", "ELU", "Sigmoid", "Tanh"]
+
+
+# --- layout: every kernel sees flat tensors in memory order ----------------------------------------
+
+
+def memory_order(x: Tensor) -> tuple[int, ...] | None:
+    """How the kernels walk x: ``()`` if contiguous; the permutation of its dims that lists them in
+    memory order for channels-last 4-D and 5-D tensors (x.permute(p) is contiguous); else None."""
+    if x.is_contiguous():
+        return ()
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return (0, 2, 3, 1)
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return (0, 2, 3, 4, 1)
+    return None
+
+
+def _flat(t: Tensor, perm: tuple[int, ...]) -> Tensor:
+    """t's elements in the memory order of layout ``perm``, for a backend that walks them flat:
+    contiguous t as it is (each torch call costs the host microseconds, so none is spent on
+    views), else a copy in that order (e.g. the expanded gradient of ``y.sum()``)."""
+    if not perm:
+        return t if t.is_contiguous() else t.contiguous()
+    return t.permute(perm).contiguous().view(-1)
+
+
+def _flat_out(t: Tensor, perm: tuple[int, ...]) -> Tensor:
+    """An output made by :func:`_empty` with the same ``perm``, in memory order."""
+    return t if not perm else t.permute(perm).view(-1)
+
+
+def _empty(x: Tensor, perm: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
+    """An uninitialised tensor shaped like x with the memory layout ``perm``."""
+    if not perm:
+        return torch.empty(x.shape, dtype=dtype or x.dtype, device=x.device)
+    inverse = sorted(range(len(perm)), key=perm.__getitem__)
+    return torch.empty([x.shape[p] for p in perm], dtype=dtype or x.dtype, device=x.device).permute(inverse)
+
+
+def _bits(backend: ModuleType, n: int, device: torch.device) -> Tensor:
+    return torch.empty(backend.bits_nbytes(n), dtype=torch.uint8, device=device)
+
+
+# --- rectifiers: relu (slope None) and leaky ---------------------------------------------------------
+
+
+class Rectifier(Function):
+    """relu (``slope=None``) and leaky relu: y = x for x > 0, else slope·x (relu: 0).
+
+    Backward: g where x > 0 (read from y > 0, or from the bit), else slope·g (relu: 0).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, slope: float | None, lean: bool, backend: ModuleType) -> Tensor:
+        perm = memory_order(x)
+        y = _empty(x, perm)
+        bits = _bits(backend, x.numel(), x.device) if lean else None
+        backend.rect_fwd(_flat(x, perm), _flat_out(y, perm), slope, bits)
+        ctx.save_for_backward(bits if lean else y)
+        ctx.slope, ctx.lean, ctx.backend, ctx.perm = slope, lean, backend, perm
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (kept,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: g · f'(x), f' piecewise constant
+            return g * _rect_grad(ctx, kept, torch.ones_like(g)), None, None, None
+        return _rect_grad(ctx, kept, g), None, None, None
+
+
+def _rect_grad(ctx: Any, kept: Tensor, g: Tensor) -> Tensor:
+    gx = _empty(g, ctx.perm)
+    ctx.backend.rect_bwd(kept if ctx.lean else _flat(kept, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm),
+                         ctx.slope, ctx.lean)
+    return gx
+
+
+# --- PReLU ---------------------------------------------------------------------------------------------
+
+
+def prelu_geometry(x: Tensor, c: int, channel_axis: int, perm: tuple[int, ...]) -> tuple[int, int, int]:
+    """(outer, C, inner): x in memory order viewed as C channel blocks of ``inner`` elements."""
+    if c == 1:
+        return 1, 1, x.numel()
+    perm = perm or tuple(range(x.dim()))
+    pos = perm.index(channel_axis % x.dim())
+    shape = [x.shape[p] for p in perm]
+    outer = 1
+    for s in shape[:pos]:
+        outer *= s
+    return outer, c, x.numel() // (outer * c)
+
+
+class PReLU(Function):
+    """y = x for x > 0, else a_c·x, a = ``weight`` (one shared, or one per channel).
+
+    Backward: ∂L/∂x = g where x > 0 else a_c·g; ∂L/∂a_c = Σ over channel c of x·g where x ≤ 0,
+    reduced in the same pass (CPU: per-task partial sums in float64; GPU: per-program partial
+    sums, then one small deterministic sum — no atomics, so the result is reproducible).
+
+    Kept: x. With ``lean=True`` and a frozen slope (``weight.requires_grad`` False) one bit per
+    element; with a learned slope lean keeps x all the same: ∂L/∂a needs the values of x where
+    x ≤ 0 — a bit cannot give them, and recovering x = y/a from the next layer's copy of y is
+    neither exact nor possible where a = 0.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, channel_axis: int, lean: bool, backend: ModuleType) -> Tensor:
+        perm = memory_order(x)
+        geom = prelu_geometry(x, weight.numel(), channel_axis, perm)
+        w = _slopes_as(weight, x.dtype)
+        y = _empty(x, perm)
+        bits_only = lean and not weight.requires_grad
+        bits = _bits(backend, x.numel(), x.device) if bits_only else None
+        backend.prelu_fwd(_flat(x, perm), _flat_out(y, perm), w, geom, bits)
+        ctx.save_for_backward(bits if bits_only else x, weight)
+        ctx.bits_only, ctx.backend, ctx.perm, ctx.geom, ctx.channel_axis = bits_only, backend, perm, geom, channel_axis
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        kept, weight = ctx.saved_tensors
+        need_w = ctx.needs_input_grad[1] and not ctx.bits_only
+        if torch.is_grad_enabled() and not ctx.bits_only:  # double backward: the plain formulas
+            from ..functional import prelu_slopes
+
+            a = prelu_slopes(kept, weight, ctx.channel_axis).to(kept.dtype)
+            gx = torch.where(kept > 0, g, a * g)
+            gw = None
+            if need_w:
+                contrib = torch.where(kept > 0, torch.zeros_like(g), kept * g)
+                gw = _sum_to_channels(contrib, weight, ctx.channel_axis).to(weight.dtype)
+            return gx, gw, None, None, None
+        perm, backend = ctx.perm, ctx.backend
+        w = _slopes_as(weight, g.dtype)
+        if ctx.bits_only:  # with create_graph: g · f'(x), f' from the bits, so it is linear in g
+            create_graph = torch.is_grad_enabled()
+            gx = _empty(g, perm)
+            backend.prelu_bits_bwd(kept, _flat(torch.ones_like(g) if create_graph else g, perm), _flat_out(gx, perm),
+                                   w, ctx.geom)
+            return (g * gx if create_graph else gx), None, None, None, None
+        gx = _empty(g, perm)
+        gw = backend.prelu_bwd(_flat(kept, perm), _flat(g, perm), _flat_out(gx, perm), w, ctx.geom)
+        return gx, (gw.to(weight.dtype).view(weight.shape) if need_w else None), None, None, None
+
+
+def _slopes_as(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """The slopes in x's dtype, as the plain path rounds them (no copy when they already are)."""
+    w = weight.detach()
+    if w.dtype != dtype:
+        w = w.to(dtype)
+    return w if w.is_contiguous() else w.contiguous()
+
+
+def _sum_to_channels(t: Tensor, weight: Tensor, channel_axis: int) -> Tensor:
+    if weight.numel() == 1:
+        return t.sum().reshape(weight.shape)
+    axis = channel_axis % t.dim()
+    return t.sum(dim=[d for d in range(t.dim()) if d != axis])
+
+
+# --- RReLU in training ------------------------------------------------------------------------------------
+
+
+class RReLU(Function):
+    """y = x for x > 0, else s·x with s drawn per element from the step seed (Philox; see
+    :mod:`actlab.fast.philox`). Kept: y (or 1 bit per element with ``lean``) and the seed; the
+    slopes are drawn again in backward instead of being stored."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, lower: float, upper: float, form: str, seed: int, lean: bool,
+                backend: ModuleType) -> Tensor:
+        perm = memory_order(x)
+        y = _empty(x, perm)
+        bits = _bits(backend, x.numel(), x.device) if lean else None
+        params = (int(seed), float(lower), float(upper), form == "divisor")
+        backend.rrelu_fwd(_flat(x, perm), _flat_out(y, perm), params, bits)
+        ctx.save_for_backward(bits if lean else y)
+        ctx.params, ctx.lean, ctx.backend, ctx.perm = params, lean, backend, perm
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (kept,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return g * _rrelu_grad(ctx, kept, torch.ones_like(g)), None, None, None, None, None, None
+        return _rrelu_grad(ctx, kept, g), None, None, None, None, None, None
+
+
+def _rrelu_grad(ctx: Any, kept: Tensor, g: Tensor) -> Tensor:
+    gx = _empty(g, ctx.perm)
+    ctx.backend.rrelu_bwd(kept if ctx.lean else _flat(kept, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm),
+                          ctx.params, ctx.lean)
+    return gx
+
+
+# --- smooth functions: backward from the output ------------------------------------------------------------
+
+
+class ELU(Function):
+    """y = x for x > 0, else α(eˣ − 1); kept: y, since f' = y + α for y ≤ 0 (f'(0) = α)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, alpha: float, backend: ModuleType) -> Tensor:
+        perm = memory_order(x)
+        y = _empty(x, perm)
+        backend.elu_fwd(_flat(x, perm), _flat_out(y, perm), alpha)
+        ctx.save_for_backward(y)
+        ctx.alpha, ctx.backend, ctx.perm = alpha, backend, perm
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return torch.where(y > 0, g, g * (y + ctx.alpha)), None, None
+        gx = _empty(g, ctx.perm)
+        ctx.backend.elu_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm), ctx.alpha)
+        return gx, None, None
+
+
+class Sigmoid(Function):
+    """σ(x); kept: y, since σ' = y(1 − y)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, backend: ModuleType) -> Tensor:
+        perm = memory_order(x)
+        y = _empty(x, perm)
+        backend.sigmoid_fwd(_flat(x, perm), _flat_out(y, perm))
+        ctx.save_for_backward(y)
+        ctx.backend, ctx.perm = backend, perm
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return g * y * (1 - y), None
+        gx = _empty(g, ctx.perm)
+        ctx.backend.sigmoid_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
+        return gx, None
+
+
+class Tanh(Function):
+    """tanh(x); kept: y, since tanh' = 1 − y²."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, backend: ModuleType) -> Tensor:
+        perm = memory_order(x)
+        y = _empty(x, perm)
+        backend.tanh_fwd(_flat(x, perm), _flat_out(y, perm))
+        ctx.save_for_backward(y)
+        ctx.backend, ctx.perm = backend, perm
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return g * (1 - y * y), None
+        gx = _empty(g, ctx.perm)
+        ctx.backend.tanh_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
+        return gx, None

@@ -1,0 +1,276 @@
+"""The CPU fast paths (numba): agreement with the plain path, gradcheck, dispatch, memory kept for
+backward, RReLU's random numbers. The Triton kernels are tested in test_triton.py.
+
+The checks themselves live in actlab.fast.check (the same ones run on a GPU by
+benchmarks/gpu_check.sh); here each runs as its own test case. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import actlab
+from actlab import fast
+from actlab import functional as F
+from actlab.fast import check, philox
+
+pytest.importorskip("numba")
+
+CASES = [c for c in check.CASES if c.act != "sigmoid"]  # sigmoid on the CPU is torch's: the plain path
+TRAINABLE = [c for c in CASES if c.label != "rrelu-eval"]
+KEPT = [c for c in CASES if c.act not in ("sigmoid", "tanh", "elu") and c.label not in ("rrelu-eval", "leaky_relu-0")]
+
+
+@pytest.fixture(autouse=True)
+def fast_on_small_tensors(request):
+    """The checks use tensors below the size where auto picks the fast path (the test of that
+    size keeps it)."""
+    if request.node.originalname == "test_tiny_tensors_take_the_plain_path_in_auto":
+        yield
+        return
+    with check.fast_everywhere():
+        yield
+
+
+def _ids(cases):
+    return [c.label for c in cases]
+
+
+# --- agreement with the plain path ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_fast_agrees_with_plain_forward_and_backward(case, dtype):
+    check.agreement(case, dtype, "cpu")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_fast_agrees_with_plain_over_many_tasks_and_tails(case):
+    check.agreement(case, torch.float32, "cpu", large=True)
+
+
+@pytest.mark.parametrize("case", TRAINABLE, ids=_ids(TRAINABLE))
+def test_gradcheck_and_gradgradcheck_float64_through_the_fast_path(case):
+    check.gradcheck(case, "cpu")
+
+
+@pytest.mark.parametrize("name,hp,slope", [("relu", {}, 0.0), ("leaky_relu", {"negative_slope": 0.2}, 0.2),
+                                            ("prelu", {"init": 0.3}, 0.3), ("elu", {"alpha": 0.7}, 0.7)])
+@pytest.mark.parametrize("lean", [False, True])
+def test_the_kink_takes_the_left_derivative(name, hp, slope, lean):
+    if lean and name == "elu":
+        pytest.skip("no lean ELU")
+    x = torch.zeros(4, 64)
+    x[0, :3] = torch.tensor([-1.0, 0.0, 1.0])
+    x.requires_grad_(True)
+    layer = actlab.layer(name, impl="fast", **hp, **({"lean": True} if lean else {}))
+    (grad,) = torch.autograd.grad(layer(x), x, torch.ones_like(x))
+    left = slope * math.exp(-1.0) if name == "elu" else slope  # f'(−1)
+    np.testing.assert_allclose(grad[0, :3].numpy(), [left, slope, 1.0], rtol=1e-6)
+
+
+def test_rrelu_kink_takes_the_drawn_slope():
+    x = torch.zeros(1024, requires_grad=True)
+    (grad,) = torch.autograd.grad(F.rrelu(x, training=True, seed=3, impl="fast"), x, torch.ones(1024))
+    torch.testing.assert_close(grad, fast.rrelu_slopes(1024, 1 / 8, 1 / 3, "slope", 3))
+
+
+def test_nan_gradients_follow_the_plain_path_for_rectifiers():
+    x = torch.tensor([float("nan"), -1.0, 2.0] * 20000, requires_grad=True)
+    for name in ("relu", "leaky_relu"):
+        for lean in (False, True):
+            fast_, plain = (actlab.layer(name, impl=impl, lean=lean) for impl in ("fast", "plain"))
+            (got,) = torch.autograd.grad(fast_(x), x, torch.ones_like(x))
+            (want,) = torch.autograd.grad(plain(x), x, torch.ones_like(x))
+            torch.testing.assert_close(got[:3], want[:3])
+
+
+def test_tanh_and_elu_stay_within_two_ulps_of_float64_over_a_wide_range():
+    x = torch.cat([torch.linspace(-30, 30, 200_001), torch.tensor([1e-30, -1e-30, 1e4, -1e4, 0.0, -0.0])])
+    for name, exact in (("tanh", torch.tanh), ("elu", lambda t: torch.where(t > 0, t, torch.expm1(t)))):
+        got = actlab.layer(name, impl="fast")(x).double()
+        want = exact(x.double())
+        ulp = torch.finfo(torch.float32).eps * want.abs().clamp(min=torch.finfo(torch.float32).tiny)
+        assert ((got - want).abs() / ulp).max().item() <= 2.0, name
+    special = torch.tensor([float("inf"), -float("inf"), float("nan")] * 6000)
+    torch.testing.assert_close(actlab.layer("tanh", impl="fast")(special), torch.tanh(special), equal_nan=True)
+    torch.testing.assert_close(actlab.layer("elu", impl="fast")(special), torch.nn.functional.elu(special),
+                               equal_nan=True)
+
+
+# --- dispatch ------------------------------------------------------------------------------------------------
+
+
+def _grad_fn(y: torch.Tensor) -> str:
+    return type(y.grad_fn).__name__
+
+
+def test_cpu_float32_contiguous_goes_fast():
+    x = torch.randn(32, 64, 16, requires_grad=True)
+    assert _grad_fn(actlab.layer("leaky_relu", lean=True)(x)) == "RectifierBackward"
+    assert _grad_fn(actlab.layer("prelu", num_parameters=64)(x)) == "PReLUBackward"
+    assert _grad_fn(actlab.layer("rrelu").train()(x)) == "RReLUBackward"
+    assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
+    assert _grad_fn(actlab.layer("tanh")(x)) == "TanhBackward"
+    assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"
+    assert fast.lookup("relu", x) is torch.relu  # torch's own kernel is the fast one here
+    assert _grad_fn(actlab.layer("leaky_relu")(x)) == "LeakyReluBackward0"  # likewise
+    assert fast.lookup("sigmoid", x) is None  # torch.sigmoid is: the plain path
+
+
+def test_channels_last_goes_fast_and_keeps_its_layout():
+    x = torch.randn(4, 8, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    y = actlab.layer("prelu", num_parameters=8)(x)
+    assert _grad_fn(y) == "PReLUBackward" and y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("make", [lambda: torch.randn(64, 512).half(), lambda: torch.randn(64, 512).bfloat16(),
+                                  lambda: torch.randn(512, 64).t(), lambda: torch.randn(8)[::2]],
+                         ids=["float16", "bfloat16", "transposed", "strided"])
+def test_unserved_tensors_take_the_plain_path(make):
+    x = make().requires_grad_(True)
+    for name in ("relu", "leaky_relu", "prelu", "rrelu", "elu", "tanh"):
+        assert fast.lookup(name, x) is None
+    assert _grad_fn(actlab.layer("leaky_relu", lean=True)(x)) != "RectifierBackward"
+
+
+def test_tiny_tensors_take_the_plain_path_in_auto():
+    x = torch.randn(64)
+    with check.fast_everywhere():
+        assert fast.lookup("elu", x) is not None
+    assert fast.MIN_NUMEL["cpu"] > 64 and fast.lookup("elu", x) is None
+
+
+def test_impl_fast_errors_where_no_kernel_serves():
+    with pytest.raises(ValueError, match="no fast kernel for a torch.float16 tensor on cpu"):
+        actlab.layer("elu", impl="fast")(torch.randn(100_000).half())
+    with pytest.raises(ValueError, match="no fast kernel"):
+        actlab.layer("sigmoid", impl="fast")(torch.randn(100_000))
+
+
+def test_env_var_turns_the_fast_paths_off(monkeypatch):
+    monkeypatch.setenv("ACTLAB_FAST_BACKEND", "none")
+    assert fast.lookup("elu", torch.randn(100_000)) is None
+
+
+def test_numba_follows_torchs_thread_count():
+    import numba
+
+    from actlab.fast import cpu
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        actlab.layer("elu")(torch.randn(100_000))
+        assert numba.get_num_threads() == 1
+        torch.set_num_threads(2)
+        actlab.layer("elu")(torch.randn(100_000))
+        assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+        actlab.layer("elu")(torch.randn(cpu.GRAIN - 1))  # small: one thread, as torch's own ops
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_starting_numbas_threads_keeps_torchs_thread_count():
+    """numba's OpenMP start-up resets the calling thread's OpenMP thread count; actlab restores
+    torch's (a fresh interpreter, since the start-up happens once)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1); torch.get_num_threads(); import actlab; "
+            "actlab.layer('elu')(torch.randn(100_000)); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "1", out.stderr[-2000:]
+
+
+# --- memory kept for backward ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", KEPT, ids=_ids(KEPT))
+def test_keeps_no_more_than_torch_nn(case):
+    check.memory(case, torch.float32, "cpu")
+
+
+def _kept(fn, x):
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        fn(x)
+    return kept
+
+
+def test_rrelu_training_keeps_no_noise():
+    x = torch.randn(64, 1024, requires_grad=True)
+    kept = _kept(actlab.layer("rrelu").train(), x)
+    assert [tuple(t.shape) for t in kept] == [(64, 1024)]  # y only: the slopes are drawn again
+    lean = _kept(actlab.layer("rrelu", lean=True).train(), x)
+    assert [(t.dtype, t.numel()) for t in lean] == [(torch.uint8, x.numel() // 8)]
+    native = _kept(torch.nn.RReLU().train(), x)
+    assert sum(t.numel() * t.element_size() for t in native) == 2 * x.numel() * 4  # x and the noise
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "rrelu"])
+def test_lean_keeps_one_bit_per_element(name):
+    x = torch.randn(1000, 100, requires_grad=True)
+    kept = _kept(actlab.layer(name, lean=True).train(), x)
+    assert sum(t.numel() * t.element_size() for t in kept) == x.numel() // 8
+
+
+def test_lean_prelu_keeps_bits_only_for_a_frozen_slope():
+    x = torch.randn(100, 16, 64, requires_grad=True)
+    learned = actlab.layer("prelu", num_parameters=16, lean=True)
+    assert any(t.shape == x.shape for t in _kept(learned, x))  # ∂L/∂a needs x where x ≤ 0
+    frozen = actlab.layer("prelu", num_parameters=16, lean=True)
+    frozen.weight.requires_grad_(False)
+    kept = _kept(frozen, x)
+    assert sum(t.numel() * t.element_size() for t in kept if t.dtype == torch.uint8) == x.numel() // 8
+    assert all(t.numel() <= 16 for t in kept if t.dtype != torch.uint8)
+
+
+# --- RReLU's counter-based random numbers ----------------------------------------------------------------
+
+
+def test_philox_matches_the_random123_known_answers():
+    cases = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+             ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+             ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+              (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1))]
+    for ctr, key, want in cases:
+        got = philox.philox4x32(*[np.array([c]) for c in ctr], *key)
+        assert [int(v[0]) for v in got] == list(want)
+
+
+@pytest.mark.parametrize("form,lower,upper", [("slope", 1 / 8, 1 / 3), ("divisor", 3.0, 8.0), ("slope", 0.0, 0.5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_slopes_are_the_numpy_stream_bit_for_bit(form, lower, upper, dtype):
+    n = 3 * 16384 + 13
+    got = fast.rrelu_slopes(n, lower, upper, form, seed=2**40 + 17, dtype=dtype).numpy()
+    want = philox.slopes(2**40 + 17, n, lower, upper, form, np.float32 if dtype == torch.float32 else np.float64)
+    assert np.array_equal(got, want)
+
+
+def test_rrelu_statistics():
+    check.rrelu_statistics("cpu", n=1 << 18)
+
+
+def test_rrelu_training_is_reproducible_from_its_seed_and_fresh_each_step():
+    x = -torch.rand(4, 64, 256)
+    a, b = actlab.layer("rrelu", seed=11).train(), actlab.layer("rrelu", seed=11).train()
+    first = a(x)
+    assert torch.equal(first, b(x))
+    assert not torch.equal(first, a(x))
+    x.requires_grad_(True)
+    y = F.rrelu(x, training=True, seed=5, impl="fast")
+    (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    torch.testing.assert_close(grad, y.detach() / x.detach())  # backward draws the same slopes again
+
+
+def test_uniforms_are_even_16_bit_midpoints():
+    u = philox.uniforms(9, 1 << 16)
+    assert u.min() > 0 and u.max() < 1
+    assert np.all((u * 65536 - 0.5) % 1 == 0)
