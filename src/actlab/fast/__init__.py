@@ -92,10 +92,8 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     native = getattr(b, "NATIVE", {}).get(name)
     if native is not None and not lean:
         return native
-    if name == "sigmoid":
-        return lambda x: ops.Sigmoid.apply(x, b)
-    if name == "tanh":
-        return lambda x: ops.Tanh.apply(x, b)
+    if name in ("sigmoid", "tanh"):
+        return lambda x: ops.FromOutput.apply(x, b, name)
     if name == "relu":
         return lambda x: ops.Rectifier.apply(x, None, lean, b)
     if name == "leaky_relu":

@@ -28,13 +28,13 @@ operations on the kept tensors, so second derivatives agree with the plain path.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from torch.autograd import Function
 
-__all__ = ["memory_order", "Rectifier", "PReLU", "RReLU", "ELU", "Sigmoid", "Tanh"]
+__all__ = ["memory_order", "Rectifier", "PReLU", "RReLU", "ELU", "FromOutput"]
 
 
 # --- layout: every kernel sees flat tensors in memory order ----------------------------------------
@@ -256,45 +256,30 @@ class ELU(Function):
         return gx, None, None
 
 
-class Sigmoid(Function):
-    """σ(x); kept: y, since σ' = y(1 − y)."""
+#: f' from the output, for the functions whose backward needs only y
+_GRAD_FROM_OUTPUT: dict[str, Callable[[Tensor], Tensor]] = {
+    "sigmoid": lambda y: y * (1 - y),  # σ' = σ(1 − σ)
+    "tanh": lambda y: 1 - y * y,  # tanh' = 1 − tanh²
+}
+
+
+class FromOutput(Function):
+    """sigmoid or tanh (``name``), through the backend's ``<name>_fwd``/``<name>_bwd``; kept: y."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, backend: ModuleType) -> Tensor:
+    def forward(ctx: Any, x: Tensor, backend: ModuleType, name: str) -> Tensor:
         perm = memory_order(x)
         y = _empty(x, perm)
-        backend.sigmoid_fwd(_flat(x, perm), _flat_out(y, perm))
+        getattr(backend, f"{name}_fwd")(_flat(x, perm), _flat_out(y, perm))
         ctx.save_for_backward(y)
-        ctx.backend, ctx.perm = backend, perm
+        ctx.backend, ctx.perm, ctx.name = backend, perm, name
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return g * y * (1 - y), None
+        if torch.is_grad_enabled():  # double backward: differentiable torch ops
+            return g * _GRAD_FROM_OUTPUT[ctx.name](y), None, None
         gx = _empty(g, ctx.perm)
-        ctx.backend.sigmoid_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
-        return gx, None
-
-
-class Tanh(Function):
-    """tanh(x); kept: y, since tanh' = 1 − y²."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, backend: ModuleType) -> Tensor:
-        perm = memory_order(x)
-        y = _empty(x, perm)
-        backend.tanh_fwd(_flat(x, perm), _flat_out(y, perm))
-        ctx.save_for_backward(y)
-        ctx.backend, ctx.perm = backend, perm
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return g * (1 - y * y), None
-        gx = _empty(g, ctx.perm)
-        ctx.backend.tanh_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
-        return gx, None
+        getattr(ctx.backend, f"{ctx.name}_bwd")(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
+        return gx, None, None

@@ -232,6 +232,36 @@ def _stage_plan(side: int) -> tuple[int, int]:
     return max(1, pools), pools
 
 
+def _conv_stages(
+    shape: tuple[int, ...], num_classes: int, make_act: ActFactory, width: float, depth: int,
+    batchnorm: bool, kernel: int,
+) -> Layers:
+    """The body both small CNNs share, for (C, H, W) images or (C, L) signals.
+
+    Stages of ``depth`` convs (``kernel``, same padding; 32, 64, 128 channels × width), each stage
+    ending in a 2× max-pool while the map stays ≥ 2 (:func:`_stage_plan`), then flatten → fc1
+    (128 × width) → activation → fc2 (logits).
+    """
+    conv, pool, bn = {3: (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d), 2: (nn.Conv1d, nn.MaxPool1d, nn.BatchNorm1d)}[len(shape)]
+    c, *sides = shape
+    stages, pools = _stage_plan(min(sides))
+    layers: Layers = []
+    for i in range(1, stages + 1):
+        out = _scaled(32 * 2 ** (i - 1), width)
+        for j in range(1, depth + 1):
+            layer = conv(c, out, kernel, padding=kernel // 2, bias=not batchnorm)
+            _conv_block(layers, f"conv{i}_{j}", layer, out, make_act, batchnorm, bn)
+            c = out
+        if i <= pools:
+            layers.append((f"pool{i}", pool(2)))
+            sides = [side // 2 for side in sides]
+    hidden = _scaled(128, width)
+    layers.append(("flatten", nn.Flatten()))
+    _fc_block(layers, "fc1", c * math.prod(sides), hidden, make_act, batchnorm)
+    layers.append(("fc2", nn.Linear(hidden, num_classes)))
+    return layers
+
+
 def _build_cnn(
     shape: tuple[int, ...], num_classes: int, make_act: ActFactory, width: float, depth: int | None,
     batchnorm: bool,
@@ -244,23 +274,7 @@ def _build_cnn(
     """
     if len(shape) != 3:
         raise ValueError(f"cnn needs (C, H, W) images, got input shape {shape}; for (C, L) use cnn1d, for (D,) mlp")
-    c, h, w = shape
-    stages, pools = _stage_plan(min(h, w))
-    layers: Layers = []
-    for i in range(1, stages + 1):
-        out = _scaled(32 * 2 ** (i - 1), width)
-        for j in range(1, depth + 1):
-            conv = nn.Conv2d(c, out, 3, padding=1, bias=not batchnorm)
-            _conv_block(layers, f"conv{i}_{j}", conv, out, make_act, batchnorm, nn.BatchNorm2d)
-            c = out
-        if i <= pools:
-            layers.append((f"pool{i}", nn.MaxPool2d(2)))
-            h, w = h // 2, w // 2
-    hidden = _scaled(128, width)
-    layers.append(("flatten", nn.Flatten()))
-    _fc_block(layers, "fc1", c * h * w, hidden, make_act, batchnorm)
-    layers.append(("fc2", nn.Linear(hidden, num_classes)))
-    return layers
+    return _conv_stages(shape, num_classes, make_act, width, depth, batchnorm, kernel=3)
 
 
 def _build_cnn1d(
@@ -275,23 +289,7 @@ def _build_cnn1d(
     """
     if len(shape) != 2:
         raise ValueError(f"cnn1d needs (C, L) signals, got input shape {shape}; for (C, H, W) use cnn, for (D,) mlp")
-    c, length = shape
-    stages, pools = _stage_plan(length)
-    layers: Layers = []
-    for i in range(1, stages + 1):
-        out = _scaled(32 * 2 ** (i - 1), width)
-        for j in range(1, depth + 1):
-            conv = nn.Conv1d(c, out, 5, padding=2, bias=not batchnorm)
-            _conv_block(layers, f"conv{i}_{j}", conv, out, make_act, batchnorm, nn.BatchNorm1d)
-            c = out
-        if i <= pools:
-            layers.append((f"pool{i}", nn.MaxPool1d(2)))
-            length //= 2
-    hidden = _scaled(128, width)
-    layers.append(("flatten", nn.Flatten()))
-    _fc_block(layers, "fc1", c * length, hidden, make_act, batchnorm)
-    layers.append(("fc2", nn.Linear(hidden, num_classes)))
-    return layers
+    return _conv_stages(shape, num_classes, make_act, width, depth, batchnorm, kernel=5)
 
 
 def _build_mlp(
