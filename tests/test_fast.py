@@ -20,7 +20,7 @@ from actlab.fast import check, philox
 
 pytest.importorskip("numba")
 
-CASES = [c for c in check.CASES if c.act != "sigmoid"]  # sigmoid on the CPU is torch's: the plain path
+CASES = check.CASES
 TRAINABLE = [c for c in CASES if c.label != "rrelu-eval"]
 KEPT = [c for c in CASES if c.act not in ("sigmoid", "tanh", "elu") and c.label not in ("rrelu-eval", "leaky_relu-0")]
 
@@ -29,7 +29,8 @@ KEPT = [c for c in CASES if c.act not in ("sigmoid", "tanh", "elu") and c.label 
 def fast_on_small_tensors(request):
     """The checks use tensors below the size where auto picks the fast path (the test of that
     size keeps it)."""
-    if request.node.originalname == "test_tiny_tensors_take_the_plain_path_in_auto":
+    if request.node.originalname in ("test_tiny_tensors_take_the_plain_path_in_auto",
+                                     "test_torch_own_ops_serve_up_to_the_native_size_and_ours_above"):
         yield
         return
     with check.fast_everywhere():
@@ -90,9 +91,10 @@ def test_nan_gradients_follow_the_plain_path_for_rectifiers():
             torch.testing.assert_close(got[:3], want[:3])
 
 
-def test_tanh_and_elu_stay_within_two_ulps_of_float64_over_a_wide_range():
+def test_tanh_elu_and_sigmoid_stay_within_two_ulps_of_float64_over_a_wide_range():
     x = torch.cat([torch.linspace(-30, 30, 200_001), torch.tensor([1e-30, -1e-30, 1e4, -1e4, 0.0, -0.0])])
-    for name, exact in (("tanh", torch.tanh), ("elu", lambda t: torch.where(t > 0, t, torch.expm1(t)))):
+    for name, exact in (("tanh", torch.tanh), ("elu", lambda t: torch.where(t > 0, t, torch.expm1(t))),
+                        ("sigmoid", torch.sigmoid)):
         got = actlab.layer(name, impl="fast")(x).double()
         want = exact(x.double())
         ulp = torch.finfo(torch.float32).eps * want.abs().clamp(min=torch.finfo(torch.float32).tiny)
@@ -101,6 +103,16 @@ def test_tanh_and_elu_stay_within_two_ulps_of_float64_over_a_wide_range():
     torch.testing.assert_close(actlab.layer("tanh", impl="fast")(special), torch.tanh(special), equal_nan=True)
     torch.testing.assert_close(actlab.layer("elu", impl="fast")(special), torch.nn.functional.elu(special),
                                equal_nan=True)
+    torch.testing.assert_close(actlab.layer("sigmoid", impl="fast")(special), torch.sigmoid(special),
+                               equal_nan=True)
+
+
+def test_sigmoid_keeps_its_subnormal_tail():
+    x = torch.tensor([-88.0, -95.0, -103.0, -104.0, -110.0] * 4000, dtype=torch.float32)
+    got = actlab.layer("sigmoid", impl="fast")(x).double()
+    want = torch.sigmoid(x.double())  # down to 2^-149; float32 torch.sigmoid flushes these to 0
+    assert (got - want).abs().max().item() <= torch.finfo(torch.float32).smallest_normal * 2**-22
+    assert got[2].item() > 0 and got[4].item() == 0
 
 
 # --- dispatch ------------------------------------------------------------------------------------------------
@@ -118,9 +130,19 @@ def test_cpu_float32_contiguous_goes_fast():
     assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
     assert _grad_fn(actlab.layer("tanh")(x)) == "FromOutputBackward"
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"
-    assert fast.lookup("relu", x) is torch.relu  # torch's own kernel is the fast one here
-    assert _grad_fn(actlab.layer("leaky_relu")(x)) == "LeakyReluBackward0"  # likewise
-    assert fast.lookup("sigmoid", x) is None  # torch.sigmoid is: the plain path
+    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"  # in fast_everywhere: ours
+
+
+def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above(monkeypatch):
+    x = torch.randn(32, 64, 16, requires_grad=True)  # 128 KiB
+    assert fast.lookup("relu", x) is torch.relu  # torch's own kernel is as fast at this size
+    assert fast.lookup("sigmoid", x) is torch.sigmoid
+    assert _grad_fn(actlab.layer("leaky_relu")(x)) == "LeakyReluBackward0"
+    assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"  # lean: always ours
+    monkeypatch.setitem(fast.NATIVE_MAX_BYTES, "cpu", x.numel() * x.element_size() - 1)
+    assert _grad_fn(actlab.layer("relu")(x)) == "RectifierBackward"
+    assert _grad_fn(actlab.layer("leaky_relu")(x)) == "RectifierBackward"
+    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"
 
 
 def test_channels_last_goes_fast_and_keeps_its_layout():
@@ -149,8 +171,8 @@ def test_tiny_tensors_take_the_plain_path_in_auto():
 def test_impl_fast_errors_where_no_kernel_serves():
     with pytest.raises(ValueError, match="no fast kernel for a torch.float16 tensor on cpu"):
         actlab.layer("elu", impl="fast")(torch.randn(100_000).half())
-    with pytest.raises(ValueError, match="no fast kernel"):
-        actlab.layer("sigmoid", impl="fast")(torch.randn(100_000))
+    with pytest.raises(ValueError, match="no fast kernel for a torch.int64 tensor on cpu"):
+        actlab.layer("relu", impl="fast")(torch.arange(100_000))
 
 
 def test_env_var_turns_the_fast_paths_off(monkeypatch):

@@ -20,6 +20,12 @@ a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel tak
 microseconds, less than the host needs to launch it from Python), and the eager timings (events
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
 ``benchmarks/bench_layers.py``.
+
+On the CPU, actlab's outputs come from its warm pool (:mod:`actlab.fast.pool`) and torch.nn's
+from the C library's heap, which page-faults on fresh blocks or not depending on the process's
+history: part of what the default run measures. ``--retain-freed-memory`` keeps torch's freed
+blocks mapped too, so that the ratios compare the kernels alone; ``ACTLAB_CPU_POOL_MB=0`` turns
+the pool off. The JSON records both settings.
 """
 
 from __future__ import annotations
@@ -361,6 +367,8 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                           "dtypes": [str(d).replace("torch.", "") for d in dtypes],
                           "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
                           "retain_freed_memory": retained, "min_numel": dict(actlab.fast.MIN_NUMEL),
+                          "native_max_bytes": dict(actlab.fast.NATIVE_MAX_BYTES),
+                          "cpu_pool_max_bytes": actlab.fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["loadavg_before"] = _loadavg()
     rows = []
@@ -376,6 +384,7 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                 if progress:
                     progress(row)
     report["loadavg_after"] = _loadavg()
+    report["cpu_pool_after"] = actlab.fast.pool.stats()
     report["results"] = rows
     report["goals"] = goals(rows, device)
     return report

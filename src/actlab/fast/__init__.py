@@ -19,11 +19,11 @@ elu            ``k(x, alpha)``
 Dispatch rules (:func:`lookup`):
 
 * CPU tensors go to :mod:`actlab.fast.cpu` (numba; absent numba, the plain path): float32 and
-  float64; tanh, prelu, rrelu, elu, and relu and leaky_relu in lean mode. Outside lean mode relu
-  is ``torch.relu`` and leaky_relu torch's ``leaky_relu`` — one pass each way with the plain
-  path's semantics; a fused kernel moves the same bytes plus a Python call (see
-  ``actlab.fast.cpu.NATIVE``) — and sigmoid the plain path (``torch.sigmoid``, likewise); at
-  least :data:`MIN_NUMEL` ``["cpu"]`` elements, below which the call overhead outweighs the gain.
+  float64; all seven, with outputs from :mod:`actlab.fast.pool`. Outside lean mode relu,
+  leaky_relu and sigmoid are torch's own ops (``actlab.fast.cpu.NATIVE``: one pass each way with
+  the plain path's semantics, as fast as a fused kernel) up to :data:`NATIVE_MAX_BYTES`
+  ``["cpu"]`` of output, above which torch's fresh outputs page-fault and ours do not. At least
+  :data:`MIN_NUMEL` ``["cpu"]`` elements, below which the call overhead outweighs the gain.
 * CUDA tensors go to :mod:`actlab.fast.gpu` (Triton; absent Triton, the plain path): float32,
   bfloat16 and float16; all seven; fewer than 2³¹ elements.
 * Either way the tensor must be dense in a layout the kernels walk in memory order: contiguous,
@@ -48,13 +48,20 @@ from torch import Tensor
 
 from . import ops
 
-__all__ = ["lookup", "backend_for", "status", "rrelu_slopes", "retain_freed_memory", "MIN_NUMEL"]
+__all__ = ["lookup", "backend_for", "status", "rrelu_slopes", "retain_freed_memory", "MIN_NUMEL", "NATIVE_MAX_BYTES"]
 
 #: Smallest tensor (elements) each backend takes; smaller ones run the plain path. Measured on the
 #: CPU, forward+backward against the plain path, one thread: the fast path overtakes it between
 #: 4K (ELU) and 32K (PReLU) elements — below, the Python of an autograd.Function and the numba
 #: call (~40 µs a forward) outweigh what the fused pass saves. The GPU path takes any size.
 MIN_NUMEL: dict[str, int] = {"cpu": 16384, "gpu": 0}
+
+#: Largest output (bytes) for which a backend's ``NATIVE`` ops (torch's own, as fast as a kernel
+#: of ours) serve. On the CPU, 32 MiB: glibc maps every block above its largest mmap threshold
+#: (32 MiB) afresh, so each such output of torch's page-faults, while ours come warm from
+#: :mod:`actlab.fast.pool` — measured 4-5x torch's forward+backward for relu and leaky_relu at 16M
+#: float32 elements (64 MiB). Below, torch's allocations fault or not by the heap's history.
+NATIVE_MAX_BYTES: dict[str, int] = {"cpu": 32 * 2**20, "gpu": 2**62}
 
 _MODULES: dict[str, ModuleType | None] = {}
 _WHY: dict[str, str] = {}
@@ -90,7 +97,7 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     if x.numel() < max(MIN_NUMEL[b.KIND], 1) or x.numel() >= 2**31 or ops.memory_order(x) is None:
         return None
     native = getattr(b, "NATIVE", {}).get(name)
-    if native is not None and not lean:
+    if native is not None and not lean and x.numel() * x.element_size() <= NATIVE_MAX_BYTES[b.KIND]:
         return native
     if name in ("sigmoid", "tanh"):
         return lambda x: ops.FromOutput.apply(x, b, name)

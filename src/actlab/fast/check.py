@@ -92,15 +92,18 @@ def tolerance(dtype: torch.dtype) -> dict[str, float]:
 
 @contextlib.contextmanager
 def fast_everywhere() -> Iterator[None]:
-    """Let the fast paths take tensors of any size (the checks use small ones)."""
-    from . import MIN_NUMEL
+    """Let actlab's own kernels take tensors of any size (the checks use small ones): no size
+    floor, and torch's NATIVE ops for none."""
+    from . import MIN_NUMEL, NATIVE_MAX_BYTES
 
-    saved = dict(MIN_NUMEL)
+    saved, saved_native = dict(MIN_NUMEL), dict(NATIVE_MAX_BYTES)
     MIN_NUMEL.update({k: 0 for k in MIN_NUMEL})
+    NATIVE_MAX_BYTES.update({k: -1 for k in NATIVE_MAX_BYTES})
     try:
         yield
     finally:
         MIN_NUMEL.update(saved)
+        NATIVE_MAX_BYTES.update(saved_native)
 
 
 def _input(case: Case, dtype: torch.dtype, device: str, seed: int = 0, large: bool = False) -> Tensor:

@@ -89,11 +89,15 @@ _RA, _RB = np.uint64(philox.ROUND_A), np.uint64(philox.ROUND_B)
 _TWO_M16, _TWO_M17 = 2.0**-16, 2.0**-17
 
 
+_THREADS = threading.local()  # numba's thread count is per calling thread; this remembers it
+
+
 def set_threads(n: int) -> None:
     """Run the kernels on ``n`` threads (capped at numba's pool), as torch does its own ops."""
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != n:
+    if getattr(_THREADS, "n", None) != n:  # numba.get_num_threads costs ~1 µs a call; this 0.1
         numba.set_num_threads(n)
+        _THREADS.n = n
 
 
 def _like(v, ref):  # pragma: no cover - kernels use the overload below
@@ -164,6 +168,60 @@ def _expm1_neg_f64(x):
     p = 1.0 + r * p
     s = _bits_as_float(np.int64((np.int64(k) + np.int64(1023)) << np.int64(52)))
     return s * (r * p) + (s - 1.0)
+
+
+@njit(inline="always")
+def _exp_neg_f32(x):
+    """eˣ for x ≤ 0 (or NaN) in float32, ≤ 1.5 ulp down to the smallest subnormal: the reduction
+    of :func:`_expm1_neg_f32`, and 2ᵏ applied as two halves so that k < −126 does not underflow
+    the bits it is built from."""
+    x = np.float32(-104.0) if x < np.float32(-104.0) else x  # below, eˣ rounds to 0 anyway
+    k = np.floor(x * np.float32(_INV_LN2) + np.float32(0.5))
+    r = (x - k * np.float32(0.693145751953125)) - k * np.float32(1.428606765330187e-06)
+    q = r * (np.float32(1.0) + r * (np.float32(1 / 2) + r * (np.float32(1 / 6) + r * (np.float32(1 / 24) + r * (
+        np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
+    ki = np.int32(k)
+    k1 = ki >> np.int32(1)
+    s1 = _bits_as_float(np.int32((k1 + np.int32(127)) << np.int32(23)))
+    s2 = _bits_as_float(np.int32((ki - k1 + np.int32(127)) << np.int32(23)))
+    return (s1 * (q + np.float32(1.0))) * s2
+
+
+@njit(inline="always")
+def _exp_neg_f64(x):
+    """As :func:`_exp_neg_f32` in float64 (the series of :func:`_expm1_neg_f64`)."""
+    x = -746.0 if x < -746.0 else x
+    k = np.floor(x * _INV_LN2 + 0.5)
+    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    p = 1 / 6227020800.0
+    p = 1 / 479001600.0 + r * p
+    p = 1 / 39916800.0 + r * p
+    p = 1 / 3628800.0 + r * p
+    p = 1 / 362880.0 + r * p
+    p = 1 / 40320.0 + r * p
+    p = 1 / 5040.0 + r * p
+    p = 1 / 720.0 + r * p
+    p = 1 / 120.0 + r * p
+    p = 1 / 24.0 + r * p
+    p = 1 / 6.0 + r * p
+    p = 0.5 + r * p
+    p = 1.0 + r * p
+    ki = np.int64(k)
+    k1 = ki >> np.int64(1)
+    s1 = _bits_as_float(np.int64((k1 + np.int64(1023)) << np.int64(52)))
+    s2 = _bits_as_float(np.int64((ki - k1 + np.int64(1023)) << np.int64(52)))
+    return (s1 * (r * p + 1.0)) * s2
+
+
+def _exp_neg(x):  # pragma: no cover - kernels use the overload below
+    return math.exp(x)
+
+
+@overload(_exp_neg, inline="always")
+def _exp_neg_overload(x):
+    if x == types.float32:
+        return lambda x: _exp_neg_f32(x)
+    return lambda x: _exp_neg_f64(x)
 
 
 def _expm1_neg(x):  # pragma: no cover - kernels use the overload below
@@ -366,6 +424,28 @@ def elu_fwd_kernel(x, y, alpha):
 
 
 @njit(**_JIT)
+def sigmoid_fwd_kernel(x, y):
+    """σ(x) from e = e^(−|x|): 1/(1 + e) for x ≥ 0, e/(1 + e) below; 0 at −inf, 1 at +inf."""
+    for t in prange((x.size + CHUNK - 1) // CHUNK):
+        xs, ys = x[t * CHUNK:(t + 1) * CHUNK], y[t * CHUNK:(t + 1) * CHUNK]
+        for i in range(xs.size):
+            v = xs[i]
+            e = _exp_neg(-abs(v))
+            p = _like(1.0, v) / (_like(1.0, v) + e)
+            ys[i] = p if v >= 0 else e * p
+
+
+@njit(**_JIT)
+def sigmoid_bwd_kernel(y, g, gx):
+    """σ' = y(1 − y)."""
+    for t in prange((y.size + CHUNK - 1) // CHUNK):
+        ys, gs, gxs = y[t * CHUNK:(t + 1) * CHUNK], g[t * CHUNK:(t + 1) * CHUNK], gx[t * CHUNK:(t + 1) * CHUNK]
+        for i in range(ys.size):
+            v = ys[i]
+            gxs[i] = gs[i] * (v * (_like(1.0, v) - v))
+
+
+@njit(**_JIT)
 def tanh_fwd_kernel(x, y):
     """tanh x = −sign(x)·e/(2 + e), e = e^(−2|x|) − 1: no cancellation near 0, ±1 beyond ±9."""
     for t in prange((x.size + CHUNK - 1) // CHUNK):
@@ -501,22 +581,25 @@ def rrelu_bwd_kernel(y, bits, lean, g, gx, k0, k1, lo, span, smin, smax, divisor
 KIND = "cpu"
 #: Dtypes these kernels serve; float16/bfloat16 on CPU take the plain path.
 DTYPES = (torch.float32, torch.float64)
-#: Activations served. Not sigmoid: torch's own kernel already computes it in one vectorised pass
-#: and keeps the output, so the plain path (torch.sigmoid) is the fast one.
-NAMES = ("tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")  # relu, leaky_relu: lean mode
-#: Where torch's own op is the fastest path with the plain path's exact semantics, lookup returns
-#: it (lean mode aside). relu: torch.relu keeps y and passes g through at NaN, as the plain path.
-#: leaky_relu: torch's one pass each way (it keeps x, the same 4 bytes per element as y); a fused
-#: kernel of ours moves the same bytes, and its autograd.Function costs ~40 µs of Python per call
-#: — measured 0.7x torch's forward+backward at 1M elements on 2 cores, 0.98x at 16M.
-NATIVE = {"relu": torch.relu,
+#: Activations served (relu, leaky_relu and sigmoid through NATIVE below a size, see there).
+NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
+#: Where torch's own op is as fast as ours, lookup returns it (lean mode aside) for outputs of at
+#: most ``actlab.fast.NATIVE_MAX_BYTES["cpu"]``. Each runs at copy bandwidth both ways (relu,
+#: leaky_relu) or computes σ in one vectorised pass (sigmoid), keeps what ours would keep (y; x
+#: for leaky_relu, the same 4 bytes per element) and passes g through at NaN as the plain path;
+#: a kernel of ours moves the same bytes plus ~40 µs of Python per forward+backward — measured
+#: 0.84-1.35x torch at 1M elements on 2 cores, depending on whether torch's fresh outputs
+#: page-fault in that process (see actlab.fast.pool). Above the size, ours win from the pool.
+NATIVE = {"relu": torch.relu, "sigmoid": torch.sigmoid,
           "leaky_relu": lambda x, negative_slope: torch.nn.functional.leaky_relu(x, negative_slope)}
 _NONE8 = np.empty(0, np.uint8)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    """The flat NumPy view of a contiguous tensor (no copy)."""
-    return t.detach().numpy().reshape(-1)
+    """The flat NumPy view of a contiguous tensor (no copy; each step skipped where it can be,
+    as every one costs the host a fraction of a microsecond, per array and per call)."""
+    a = (t.detach() if t.requires_grad else t).numpy()
+    return a if a.ndim == 1 else a.reshape(-1)
 
 
 def _typed(v: float, t: torch.Tensor) -> np.floating:
@@ -535,7 +618,9 @@ def _serial(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any) -> Any:
-        n = max(a.numel() for a in args[:2] if isinstance(a, torch.Tensor))
+        n = args[0].numel()
+        if type(args[1]) is torch.Tensor:
+            n = max(n, args[1].numel())
         with _LOCK:
             set_threads(torch.get_num_threads() if n >= GRAIN else 1)
             return fn(*args)
@@ -653,6 +738,7 @@ def compile_all() -> float:
         one = dt(0.5)
         relu_fwd(x, y), relu_bwd(y, x, gx), leaky_fwd(x, y, one), leaky_bwd(y, x, gx, one)
         elu_fwd_kernel(x, y, one), elu_bwd_kernel(y, x, gx, one), tanh_fwd_kernel(x, y), tanh_bwd_kernel(y, x, gx)
+        sigmoid_fwd_kernel(x, y), sigmoid_bwd_kernel(y, x, gx)
         rect_fwd_bits(x, y, bits, one, True), positive_bits(x, bits)
         bits_bwd(bits, x, gx, one, False)
         w = np.full(7, one, dt)
@@ -675,3 +761,13 @@ def tanh_fwd(x: torch.Tensor, y: torch.Tensor) -> None:
 @_serial
 def tanh_bwd(y: torch.Tensor, g: torch.Tensor, gx: torch.Tensor) -> None:
     tanh_bwd_kernel(_np(y), _np(g), _np(gx))
+
+
+@_serial
+def sigmoid_fwd(x: torch.Tensor, y: torch.Tensor) -> None:
+    sigmoid_fwd_kernel(_np(x), _np(y))
+
+
+@_serial
+def sigmoid_bwd(y: torch.Tensor, g: torch.Tensor, gx: torch.Tensor) -> None:
+    sigmoid_bwd_kernel(_np(y), _np(g), _np(gx))

@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from . import pool
+
 __all__ = ["memory_order", "Rectifier", "PReLU", "RReLU", "ELU", "FromOutput"]
 
 
@@ -66,12 +68,23 @@ def _flat_out(t: Tensor, perm: tuple[int, ...]) -> Tensor:
     return t if not perm else t.permute(perm).view(-1)
 
 
-def _empty(x: Tensor, perm: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
-    """An uninitialised tensor shaped like x with the memory layout ``perm``."""
-    if not perm:
-        return torch.empty(x.shape, dtype=dtype or x.dtype, device=x.device)
-    inverse = sorted(range(len(perm)), key=perm.__getitem__)
-    return torch.empty([x.shape[p] for p in perm], dtype=dtype or x.dtype, device=x.device).permute(inverse)
+def _empty(x: Tensor, perm: tuple[int, ...]) -> Tensor:
+    """An uninitialised tensor shaped like x with the memory layout ``perm``; on the CPU from
+    :mod:`actlab.fast.pool` (no page faults for a fresh output)."""
+    if memory_order(x) == perm:  # x itself, or a gradient laid out like it
+        if x.device.type != "cpu":
+            return torch.empty_like(x)
+        return pool.empty_strided(x.shape, x.stride(), x.dtype)
+    shape = [x.shape[p] for p in perm] if perm else list(x.shape)
+    stride, step = [0] * len(shape), 1
+    for i in reversed(range(len(shape))):  # contiguous strides of the shape in memory order
+        stride[i], step = step, step * max(shape[i], 1)
+    if perm:  # back to x's dim order
+        inverse = sorted(range(len(perm)), key=perm.__getitem__)
+        shape, stride = [shape[i] for i in inverse], [stride[i] for i in inverse]
+    if x.device.type != "cpu":
+        return torch.empty_strided(shape, stride, dtype=x.dtype, device=x.device)
+    return pool.empty_strided(shape, stride, x.dtype)
 
 
 def _bits(backend: ModuleType, n: int, device: torch.device) -> Tensor:
