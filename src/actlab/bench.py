@@ -246,7 +246,9 @@ def saved_bytes(module: nn.Module, x: Tensor) -> int:
     def pack(t: Tensor) -> Tensor:
         s = t.untyped_storage()
         storages[(s.data_ptr(), str(t.device))] = s.nbytes()
-        return t
+        # not t itself: an output packed as itself refers to its own grad_fn, a cycle through
+        # C++ that Python's gc cannot free (it kept each case's output alive, and its memory)
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = module(x)

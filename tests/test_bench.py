@@ -1,0 +1,109 @@
+"""actlab.bench and `actlab bench`: what is measured, not how fast (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import weakref
+
+import pytest
+import torch
+
+import actlab
+from actlab import bench
+
+
+def test_sizes_use_binary_units_and_bad_ones_name_the_valid_forms():
+    assert bench.parse_sizes("64K, 1M,16M") == [65536, 2**20, 2**24]
+    assert bench.parse_sizes("1.5K") == [1536]
+    with pytest.raises(ValueError, match="invalid size 'LOTS'; valid: e.g. 4096, 64K"):
+        bench.parse_sizes("lots")
+    with pytest.raises(ValueError, match="invalid dtype 'int8'; valid: float32"):
+        bench.parse_dtypes("float32,int8")
+
+
+def test_cases_are_chosen_by_name_alias_or_label():
+    assert [c.label for c in bench.select_cases(["prelu"], False)] == ["prelu-shared", "prelu-channel"]
+    assert [c.label for c in bench.select_cases(["rectifier", "rrelu-train"], False)] == ["relu", "rrelu-train"]
+    assert len(bench.select_cases(None, True)) > len(bench.select_cases(None, False))
+    with pytest.raises(ValueError, match="valid"):
+        bench.select_cases(["swish"], False)
+
+
+@pytest.mark.parametrize("name,hp,per_element", [("relu", {}, 4.0), ("elu", {}, 4.0), ("prelu", {}, 4.0)])
+def test_saved_bytes_counts_what_torch_nn_keeps(name, hp, per_element):
+    native = getattr(torch.nn, actlab.registry.entry(name).torch_native)(**hp)
+    x = torch.randn(64, 1024, requires_grad=True)
+    assert bench.saved_bytes(native, x) / x.numel() == pytest.approx(per_element, rel=0.01)
+
+
+def test_saved_bytes_shows_what_the_fast_paths_keep_less_of():
+    x = torch.randn(64, 1024, requires_grad=True)
+    native = torch.nn.RReLU().train()
+    ours = actlab.layer("rrelu").train()
+    lean = actlab.layer("relu", lean=True)
+    assert bench.saved_bytes(native, x) == 8 * x.numel()  # x and a full-size noise tensor
+    assert bench.saved_bytes(ours, x) == 4 * x.numel()  # y; the noise is regenerated
+    assert bench.saved_bytes(lean, x) == x.numel() // 8  # one bit each
+
+
+def test_saved_bytes_leaves_no_output_alive():
+    """Packing an output as itself would tie it to its own grad_fn: a cycle gc cannot free."""
+    refs = []
+    relu = torch.nn.ReLU()  # saves its output
+    relu.register_forward_hook(lambda mod, inp, out: refs.append(weakref.ref(out)))
+    bench.saved_bytes(relu, torch.randn(4096, requires_grad=True))
+    assert refs and refs[0]() is None
+
+
+def test_a_measured_row_has_both_sides_and_ratios_of_its_own_times():
+    case = bench.select_cases(["elu"], False)[0]
+    row = bench.measure(case, 2**16, torch.float32, "cpu", repeats=4, warmup=1)
+    assert row["fast_path"] and row["shape"] == [1, 64, 32, 32]
+    for side in ("native", "actlab"):
+        assert row[side]["fwd_ms"] > 0 and row[side]["fb_ms"] > 0
+        assert row[side]["fwd_min_ms"] <= row[side]["fwd_ms"]
+    assert row["ratio_fb"] == pytest.approx(row["native"]["fb_ms"] / row["actlab"]["fb_ms"])
+    assert row["actlab"]["fwd_copy_fraction"] == pytest.approx(row["copy_ms"] / row["actlab"]["fwd_ms"])
+
+
+def test_channel_wise_prelu_is_skipped_without_a_channel_axis():
+    case = bench.select_cases(["prelu-channel"], False)[0]
+    assert "skipped" in bench.measure(case, 1001, torch.float32, "cpu", repeats=2, warmup=0)
+
+
+def test_goals_read_the_rows_against_the_issue_thresholds():
+    rows = [{"case": "elu", "numel": 2**20, "dtype": "float32", "ratio_fb": 1.6},
+            {"case": "leaky_relu", "numel": 2**20, "dtype": "float32", "ratio_fb": 1.2},
+            {"case": "elu", "numel": 2**16, "dtype": "float32", "ratio_fb": 0.1},  # no goal at 64K
+            {"case": "relu", "numel": 2**20, "dtype": "float32", "error": "boom"}]
+    got = {(g["case"], g["numel"]): g["met"] for g in bench.goals(rows, "cpu")}
+    assert got == {("elu", 2**20): True, ("leaky_relu", 2**20): False}
+    assert bench.goals(rows, "cuda") == []
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import sys; from actlab.cli import main; sys.exit(main())",
+                           "bench", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_writes_json_with_machine_versions_settings_and_rows(tmp_path):
+    out = tmp_path / "b.json"
+    r = _cli("--acts", "tanh,rrelu-train", "--sizes", "64K", "--repeats", "2", "--warmup", "0", "--quiet",
+             "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert {"machine", "versions", "settings", "results", "goals", "cpu_pool_after"} <= set(report)
+    assert report["versions"]["torch"] == torch.__version__
+    assert report["settings"]["cpu_pool_max_bytes"] == actlab.fast.pool.stats()["max_bytes"]
+    assert [row["case"] for row in report["results"]] == ["tanh", "rrelu-train"]
+    assert "tanh" in r.stdout and "rrelu-train" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [(["--sizes", "huge"], "invalid size"),
+                                          (["--dtypes", "int8"], "invalid dtype"),
+                                          (["--acts", "swish"], "swish")])
+def test_bad_arguments_are_one_line_with_exit_2(args, message):
+    r = _cli(*args, "--quiet")
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
