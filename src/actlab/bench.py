@@ -14,8 +14,9 @@ For each activation (PReLU shared and channel-wise; RReLU in training), dtype an
 Each function is timed in blocks of consecutive repeats (timeit-style: its data and allocations
 in their steady state), torch.nn, actlab and the copy taking turns block by block so that load
 drifts on a shared machine hit all alike; the medians of the repeats, after warm-up, are
-reported (and the minima, in the JSON), and the ratios (torch.nn time / actlab time, above 1 is
-faster) are what matter. On CUDA the main timings replay
+reported (and the minima, in the JSON). The ratios (torch.nn time / actlab time, above 1 is
+faster) are what matter: each is the median over rounds of the ratio of two blocks that ran back
+to back (:meth:`Timings.ratio`), a paired comparison that a slow spell on the host cannot tilt. On CUDA the main timings replay
 a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel takes tens of
 microseconds, less than the host needs to launch it from Python), and the eager timings (events
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
@@ -174,14 +175,32 @@ def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
-_ROUNDS = 4  # blocks of repeats per function, the functions taking turns
+_ROUNDS = 6  # blocks of repeats per function, the functions taking turns
 
 
-def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> dict[str, float]:
-    """Median ms of each fn. Each runs in blocks of consecutive repeats (after one untimed call),
-    as a timeit loop would, so its data and allocations are in their steady state rather than
-    left cold by the function before; the functions take turns over _ROUNDS blocks, so load
-    drifts on a shared machine hit all of them alike."""
+@dataclass
+class Timings:
+    """ms per call of each timed function: the median and fastest repeat, and each round's
+    median in time order (a round: one block of each function, back to back)."""
+
+    median: dict[str, float]
+    minimum: dict[str, float]
+    rounds: dict[str, list[float]]
+
+    def ratio(self, num: str, den: str) -> float:
+        """num's time / den's, as the median of the ratios within each round: blocks that ran
+        side by side share the machine's state at the time, so load that drifts across the run
+        (other tenants of a shared host) cancels out of each ratio instead of landing on
+        whichever function ran while it lasted."""
+        return statistics.median(a / b for a, b in zip(self.rounds[num], self.rounds[den]))
+
+
+def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> Timings:
+    """Each fn runs in blocks of consecutive repeats (after one untimed call), as a timeit loop
+    would, so its data and allocations are in their steady state rather than left cold by the
+    function before; the functions take turns over _ROUNDS blocks, so load drifts on a shared
+    machine hit all of them alike, in an order that reverses every round, so that none always
+    follows the same one."""
     timed = _timer(device)
     for _ in range(warmup):
         for fn in fns.values():
@@ -189,20 +208,17 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
     if device == "cuda":
         torch.cuda.synchronize()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    rounds: dict[str, list[float]] = {k: [] for k in fns}
     per_block = max(1, -(-repeats // _ROUNDS))
-    for _ in range(_ROUNDS):
-        for k, fn in fns.items():
+    order = list(fns.items())
+    for r in range(_ROUNDS):
+        for k, fn in order if r % 2 == 0 else order[::-1]:  # who goes first alternates
             fn()
-            times[k] += [timed(fn) for _ in range(per_block)]
-    _MINIMA.clear()
-    _MINIMA.update({k: min(v) for k, v in times.items()})
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-#: The fastest repeat of each function in the last _medians call: reported beside the medians
-#: (on a busy machine a parallel region can wait a whole time slice for a core; the minimum shows
-#: the run that did not)
-_MINIMA: dict[str, float] = {}
+            block = [timed(fn) for _ in range(per_block)]
+            times[k] += block
+            rounds[k].append(statistics.median(block))
+    return Timings({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()},
+                   rounds)
 
 
 def _graphed(fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
@@ -225,7 +241,7 @@ def _graphed(fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
     return out
 
 
-def _graph_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def _graph_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> Timings:
     graphs = _graphed(fns)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
@@ -236,7 +252,8 @@ def _graph_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str,
             end.record()
             end.synchronize()
             times[k].append(start.elapsed_time(end) / _CUDA_CALLS)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return Timings({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()},
+                   times)  # each repeat is a round: the graphs take turns call by call
 
 
 def saved_bytes(module: nn.Module, x: Tensor) -> int:
@@ -278,7 +295,6 @@ def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, w
     fns = {"copy": lambda: x.clone(), "native_fwd": lambda: native(x), "actlab_fwd": lambda: ours(x),
            "native_fb": fb(native), "actlab_fb": fb(ours)}
     t = eager = _medians(fns, repeats, warmup, device)
-    fastest = dict(_MINIMA)
     timing = "wall clock" if device == "cpu" else f"CUDA events around {_CUDA_CALLS} calls"
     if device == "cuda":
         try:
@@ -290,20 +306,21 @@ def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, w
     row: dict[str, Any] = {
         "case": case.label, "act": case.act, "lean": case.lean, "dtype": str(dtype).replace("torch.", ""),
         "device": device, "numel": n, "shape": list(shape), "fast_path": fast_path, "timing": timing,
-        "copy_ms": t["copy"], "copy_gbps": 2 * x.numel() * x.element_size() / t["copy"] / 1e6,
+        "copy_ms": t.median["copy"], "copy_gbps": 2 * x.numel() * x.element_size() / t.median["copy"] / 1e6,
     }
     for side in ("native", "actlab"):
-        row[side] = {"fwd_ms": t[f"{side}_fwd"], "fb_ms": t[f"{side}_fb"], "saved_bytes": kept[side],
-                     "saved_bytes_per_element": kept[side] / n, "fwd_copy_fraction": t["copy"] / t[f"{side}_fwd"],
-                     "fwd_min_ms": fastest[f"{side}_fwd"], "fb_min_ms": fastest[f"{side}_fb"]}
+        row[side] = {"fwd_ms": t.median[f"{side}_fwd"], "fb_ms": t.median[f"{side}_fb"], "saved_bytes": kept[side],
+                     "saved_bytes_per_element": kept[side] / n,
+                     "fwd_copy_fraction": t.ratio("copy", f"{side}_fwd"),
+                     "fwd_min_ms": t.minimum[f"{side}_fwd"], "fb_min_ms": t.minimum[f"{side}_fb"]}
         if eager is not t:  # CUDA: the host-bound timings too, for what eager code sees
-            row[side].update(fwd_eager_ms=eager[f"{side}_fwd"], fb_eager_ms=eager[f"{side}_fb"])
-    row["ratio_fwd"] = t["native_fwd"] / t["actlab_fwd"]
-    row["ratio_fb"] = t["native_fb"] / t["actlab_fb"]
-    row["ratio_fb_of_minima"] = fastest["native_fb"] / fastest["actlab_fb"]
+            row[side].update(fwd_eager_ms=eager.median[f"{side}_fwd"], fb_eager_ms=eager.median[f"{side}_fb"])
+    row["ratio_fwd"] = t.ratio("native_fwd", "actlab_fwd")
+    row["ratio_fb"] = t.ratio("native_fb", "actlab_fb")
+    row["ratio_fb_of_minima"] = t.minimum["native_fb"] / t.minimum["actlab_fb"]
     if eager is not t:
-        row["copy_eager_ms"] = eager["copy"]
-        row["ratio_fb_eager"] = eager["native_fb"] / eager["actlab_fb"]
+        row["copy_eager_ms"] = eager.median["copy"]
+        row["ratio_fb_eager"] = eager.ratio("native_fb", "actlab_fb")
     return row
 
 
