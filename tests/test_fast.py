@@ -312,3 +312,16 @@ def test_retaining_freed_memory_hands_every_size_back_to_torchs_own_ops():
     assert before == "False"  # 64 MiB: above the native size, ours from the pool
     if done == "True":  # glibc: torch's blocks stay mapped now, so its op serves
         assert after == "True"
+
+
+@pytest.mark.parametrize("name", ["elu", "tanh", "prelu", "leaky_relu"])
+def test_inference_calls_build_no_graph_and_give_the_same_output(name):
+    x = torch.randn(64, 512)
+    hp = {"lean": True} if name == "leaky_relu" else {}
+    fast_, plain = actlab.layer(name, impl="fast", **hp), actlab.layer(name, impl="plain")
+    with torch.no_grad():
+        y = fast_(x.clone().requires_grad_(True))
+    assert y.grad_fn is None and not y.requires_grad
+    torch.testing.assert_close(y, plain(x).detach())
+    y = fast_(x.clone().requires_grad_(True))  # and with a gradient wanted, the Function's node
+    assert y.grad_fn is not None and type(y.grad_fn).__name__.endswith("Backward")

@@ -2,7 +2,7 @@
 
 For each activation (PReLU shared and channel-wise; RReLU in training), dtype and size:
 
-* ``fwd_ms`` — the forward on an input that needs no gradient (inference);
+* ``fwd_ms`` — the forward under ``torch.no_grad()`` (inference: no graph, nothing kept);
 * ``fb_ms`` — forward + backward (``torch.autograd.grad`` of the input and any learned slope,
   so no gradient accumulates between repeats);
 * ``saved_bytes`` — what the forward keeps for backward, counted with
@@ -292,7 +292,13 @@ def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, w
         inputs = _grad_inputs(m, xg)
         return lambda: torch.autograd.grad(m(xg), inputs, g)
 
-    fns = {"copy": lambda: x.clone(), "native_fwd": lambda: native(x), "actlab_fwd": lambda: ours(x),
+    def fwd(m: nn.Module) -> Callable[[], Any]:
+        def call() -> Any:
+            with torch.no_grad():
+                return m(x)
+        return call
+
+    fns = {"copy": lambda: x.clone(), "native_fwd": fwd(native), "actlab_fwd": fwd(ours),
            "native_fb": fb(native), "actlab_fb": fb(ours)}
     t = eager = _medians(fns, repeats, warmup, device)
     timing = "wall clock" if device == "cpu" else f"CUDA events around {_CUDA_CALLS} calls"

@@ -277,7 +277,9 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="actlab's layers against torch.nn's: time, copy bandwidth, memory kept",
                        description="Forward and forward+backward time of each activation's actlab layer and "
                                    "torch.nn layer in the same run, the ratio, the fraction of copy bandwidth, "
-                                   "and the bytes kept for backward (see actlab.bench).")
+                                   "and the bytes kept for backward (see actlab.bench). Ratios are torch.nn time / "
+                                   "actlab time, paired round by round. On the CPU actlab's outputs come from its "
+                                   "warm pool (ACTLAB_CPU_POOL_MB, default 256; 0 turns it off).")
     p.add_argument("--acts", metavar="LIST", help="comma-separated names or case labels, e.g. prelu,rrelu-train "
                                                   "(default: all; prelu means shared and channel-wise)")
     p.add_argument("--sizes", default="1M,16M", metavar="LIST",
@@ -290,8 +292,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed repeats first (default: 3)")
     p.add_argument("--lean", action="store_true", help="also the lean variants (1 bit per element kept)")
     p.add_argument("--retain-freed-memory", action="store_true",
-                   help="glibc keeps freed large blocks mapped (no page faults for fresh outputs; "
-                        "see actlab.fast.retain_freed_memory)")
+                   help="glibc keeps freed large blocks mapped, torch's included (no page faults for fresh "
+                        "outputs on either side: the kernels compared alone; see "
+                        "actlab.fast.retain_freed_memory)")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run_bench)

@@ -104,17 +104,17 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     if native is not None and not lean and x.numel() * x.element_size() <= NATIVE_MAX_BYTES[b.KIND]:
         return native
     if name in ("sigmoid", "tanh"):
-        return lambda x: ops.FromOutput.apply(x, b, name)
+        return lambda x: ops.run(ops.FromOutput, x, b, name)
     if name == "relu":
-        return lambda x: ops.Rectifier.apply(x, None, lean, b)
+        return lambda x: ops.run(ops.Rectifier, x, None, lean, b)
     if name == "leaky_relu":
-        return lambda x, negative_slope: ops.Rectifier.apply(x, float(negative_slope), lean, b)
+        return lambda x, negative_slope: ops.run(ops.Rectifier, x, float(negative_slope), lean, b)
     if name == "prelu":
-        return lambda x, weight, channel_axis: ops.PReLU.apply(x, weight, channel_axis, lean, b)
+        return lambda x, weight, channel_axis: ops.run(ops.PReLU, x, weight, channel_axis, lean, b)
     if name == "rrelu":
-        return lambda x, lower, upper, form, seed: ops.RReLU.apply(x, lower, upper, form, seed, lean, b)
+        return lambda x, lower, upper, form, seed: ops.run(ops.RReLU, x, lower, upper, form, seed, lean, b)
     if name == "elu":
-        return lambda x, alpha: ops.ELU.apply(x, float(alpha), b)
+        return lambda x, alpha: ops.run(ops.ELU, x, float(alpha), b)
     return None
 
 
