@@ -35,11 +35,14 @@ def _raw(path):
     """The numbers the report should show, from the database's rows, without actlab's code."""
     db = sqlite3.connect(path / DB_NAME)
     runs = db.execute("SELECT key, variant, act, seed, status FROM runs").fetchall()
-    final, best = {}, {}
+    final, best, selected = {}, {}, {}
     for key, *_ in runs:
-        errs = [e for (e,) in db.execute("SELECT test_error FROM epochs WHERE run_key = ? ORDER BY epoch", (key,))]
-        if errs:
+        rows = db.execute("SELECT test_error, val_error FROM epochs WHERE run_key = ? ORDER BY epoch", (key,)).fetchall()
+        if rows:
+            errs = [t for t, _ in rows]
             final[key], best[key] = errs[-1], min(errs)
+            first_best_val = min(range(len(rows)), key=lambda i: (rows[i][1], i))
+            selected[key] = errs[first_best_val]
     by_variant = defaultdict(dict)
     for key, variant, act, seed, status in runs:
         if status == "done":
@@ -52,7 +55,7 @@ def _raw(path):
                                           (key, last)):
                 slopes[variant][layer].append(mean)
     db.close()
-    return by_variant, final, best, slopes
+    return by_variant, final, best, selected, slopes
 
 
 def _ci(values):
@@ -71,14 +74,14 @@ def _holm(p):
 
 
 def test_report_numbers_equal_the_database(lab):
-    by_variant, final, best, slopes = _raw(lab)
+    by_variant, final, best, selected, slopes = _raw(lab)
     js = json.loads((lab / "export" / "report.json").read_text())
     [g] = js["groups"]
     md = (lab / "report.md").read_text()
     table = {t["variant"]: t for t in g["table"]}
     assert set(table) == set(by_variant) == {"relu", "tanh", "prelu", "prelu(channel)"}
     for v, seeds in by_variant.items():
-        for which, source in (("final", final), ("best", best)):
+        for which, source in (("final", final), ("selected", selected), ("best", best)):
             mean, std, lo, hi = _ci([source[k] for k in seeds.values()])
             got = table[v][which]
             assert got["n"] == 3
@@ -98,6 +101,8 @@ def test_report_numbers_equal_the_database(lab):
         p = sps.ttest_rel(a, b).pvalue if d.std() > 1e-12 else (1.0 if abs(d.mean()) < 1e-12 else math.nan)
         raw_p.append(p)
         assert paired[v]["final"]["p"] == pytest.approx(p, nan_ok=True)
+        sel = np.subtract([selected[by_variant[v][s]] for s in seeds], [selected[by_variant["relu"][s]] for s in seeds])
+        assert paired[v]["selected"]["mean_diff"] == pytest.approx(sel.mean())
     for v, p in zip(others, _holm([p for p in raw_p])):
         if not math.isnan(p):
             assert paired[v]["final"]["p_holm"] == pytest.approx(p)
@@ -113,6 +118,7 @@ def test_report_numbers_equal_the_database(lab):
         rows = {r["variant"]: r for r in csv.DictReader(f)}
     for v, t in table.items():
         assert float(rows[v]["final_mean"]) == pytest.approx(t["final"]["mean"])
+        assert float(rows[v]["selected_mean"]) == pytest.approx(t["selected"]["mean"])
 
 
 def test_speed_table_from_the_steps(lab):
@@ -262,3 +268,17 @@ def test_auto_target():
     assert analysis.auto_target({"a": [0.004, 0.006], "b": [0.03]}, 10) == 0.05
     assert analysis.auto_target({"a": [0.9], "b": [0.0]}, 10) == 0.01  # sigmoid at chance is left out
     assert analysis.auto_target({"a": [0.9]}, 10) == 0.25
+
+
+def test_test_error_at_best_validation_takes_the_earliest_lowest_val_epoch():
+    from actlab.lab.analysis import _run_row
+
+    run = {"key": "k", "variant": "relu", "act": "relu", "seed": 0, "status": "done", "error": None,
+           "epochs_done": 4, "train_seconds": 1.0, "wall_seconds": 1.0, "device": "cpu", "spec": {}}
+    eps = [{"epoch": i + 1, "test_error": t, "val_error": v, "train_error": 0.1, "train_loss": 0.1}
+           for i, (t, v) in enumerate([(0.5, 0.3), (0.4, 0.2), (0.35, 0.2), (0.3, 0.25)])]
+    row = _run_row(run, eps)
+    assert (row["selected_test_error"], row["selected_epoch"]) == (0.4, 2)  # val ties at 2 and 3: the earlier
+    assert (row["best_test_error"], row["best_epoch"], row["final_test_error"]) == (0.3, 4, 0.3)
+    no_val = [dict(e, val_error=float("nan")) for e in eps]  # no validation split
+    assert _run_row(run, no_val)["selected_test_error"] is None

@@ -8,9 +8,11 @@ Runs are grouped by setting (everything but the activation and the seed: data, m
 optimisation, epochs); each group is one comparison with its own tables. Within a group:
 
 * **Table 8.2** — per variant, over the runs that finished (status ``done``): the final test error
-  (after the last epoch) and the best test error (the lowest over the epochs: optimistic, it peeks
-  at the test set; shown because the chapter's tables report single best models) as mean, std
-  and 95% t interval. Diverged and failed runs are counted, not averaged.
+  (after the last epoch), the test error at the best validation epoch (early stopping chosen on
+  the validation split: the honest model selection) and the best test error (the lowest over the
+  epochs: optimistic, it peeks at the test set; shown because the chapter's tables report single
+  best models) as mean, std and 95% t interval. Diverged and failed runs are counted, not
+  averaged.
 * **paired differences vs the baseline** (ReLU where it ran, else the first variant): for each
   variant, the seeds where both finished; mean difference (variant − baseline) with its 95%
   interval, the two-sided paired t-test, and Holm's correction across the variants. The verdict
@@ -40,8 +42,12 @@ __all__ = ["analyse", "auto_target", "ALPHA", "CONFIDENCE", "DEFINITIONS"]
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
+#: the three test errors of Table 8.2: after the last epoch, at the best validation epoch, lowest
+WHICH = ("final", "selected", "best")
 DEFINITIONS = {
     "final test error": "test error after the last epoch",
+    "test error at best val": "test error after the epoch with the lowest validation error (the earliest on a "
+                              "tie): early stopping, chosen without looking at the test set",
     "best test error": "lowest test error over the epochs (optimistic: chosen on the test set)",
     "paired test": f"{stats.PAIRED_TEST}; pairs share a seed (same data order and initial weights); "
                    f"Holm's correction across the variants compared with the baseline; alpha = {ALPHA}",
@@ -161,12 +167,16 @@ def _run_row(r: dict[str, Any], eps: list[dict[str, Any]]) -> dict[str, Any]:
     done = r["status"] == "done" and eps
     tests = [e["test_error"] for e in eps if e["test_error"] is not None]
     best = min(range(len(eps)), key=lambda i: eps[i]["test_error"]) if done and tests else None
+    vals = [i for i, e in enumerate(eps) if e["val_error"] is not None and not math.isnan(e["val_error"])]
+    chosen = min(vals, key=lambda i: eps[i]["val_error"]) if done and vals else None
     return {
         "key": r["key"], "variant": r["variant"], "act": r["act"], "seed": r["seed"], "status": r["status"],
         "error": r["error"], "epochs_done": r["epochs_done"],
         "final_test_error": eps[-1]["test_error"] if done else None,
         "best_test_error": eps[best]["test_error"] if best is not None else None,
         "best_epoch": eps[best]["epoch"] if best is not None else None,
+        "selected_test_error": eps[chosen]["test_error"] if chosen is not None else None,
+        "selected_epoch": eps[chosen]["epoch"] if chosen is not None else None,
         "final_train_error": eps[-1]["train_error"] if done else None,
         "final_train_loss": eps[-1]["train_loss"] if done else None,
         "train_seconds": r["train_seconds"], "wall_seconds": r["wall_seconds"], "device": r["device"],
@@ -199,6 +209,7 @@ def _group(group: str, runs: list[dict[str, Any]], epochs: dict[str, list[dict[s
             "diverged": sum(x["status"] == "diverged" for x in rs), "failed": sum(x["status"] == "failed" for x in rs),
             "seeds": [x["seed"] for x in done],
             "final": _summary([x["final_test_error"] for x in done]),
+            "selected": _summary([x["selected_test_error"] for x in done if x["selected_test_error"] is not None]),
             "best": _summary([x["best_test_error"] for x in done]),
         })
     paired = []
@@ -208,13 +219,15 @@ def _group(group: str, runs: list[dict[str, Any]], epochs: dict[str, list[dict[s
             continue
         pairs = [(x, base[x["seed"]]) for x in by_variant[v] if x["status"] == "done" and x["seed"] in base]
         entry: dict[str, Any] = {"variant": v, "baseline": baseline, "seeds": [a["seed"] for a, _ in pairs]}
-        for which in ("final", "best"):
-            t = stats.paired_test([a[f"{which}_test_error"] for a, _ in pairs],
-                                  [b[f"{which}_test_error"] for _, b in pairs], CONFIDENCE)
+        for which in WHICH:
+            ok = [(a, b) for a, b in pairs if a[f"{which}_test_error"] is not None
+                  and b[f"{which}_test_error"] is not None]
+            t = stats.paired_test([a[f"{which}_test_error"] for a, _ in ok],
+                                  [b[f"{which}_test_error"] for _, b in ok], CONFIDENCE)
             entry[which] = {"n": t.n, "mean_diff": t.mean_diff, "std_diff": t.std_diff, "ci_low": t.ci_low,
                             "ci_high": t.ci_high, "t": t.t, "p": t.p}
         paired.append(entry)
-    for which in ("final", "best"):
+    for which in WHICH:
         for entry, p in zip(paired, stats.holm([e[which]["p"] for e in paired])):
             entry[which]["p_holm"] = p
             entry[which]["verdict"] = _verdict(entry, which)

@@ -202,21 +202,21 @@ def _group(doc: Doc, g: dict[str, Any], prefix: str, analysis: dict[str, Any]) -
 
     doc.h(2, f"{prefix}Test error per activation (the chapter's Table 8.2)")
     doc.table(["activation", "runs", "diverged", "failed", "final test error % (mean ± std)", "95% CI",
-               "best test error % (mean ± std)", "95% CI"],
+               "at best val % (mean ± std)", "95% CI", "best test error % (mean ± std)", "95% CI"],
               [[t["variant"], t["runs"], t["diverged"], t["failed"], _mean_std(t["final"]), _ci(t["final"]),
-                _mean_std(t["best"]), _ci(t["best"])] for t in g["table"]])
+                _mean_std(t["selected"]), _ci(t["selected"]), _mean_std(t["best"]), _ci(t["best"])]
+               for t in g["table"]])
     doc.p("Mean, sample std and 95% t interval over the seeds whose run finished; final: after the last epoch; "
-          "best: the lowest over the epochs (optimistic, it is chosen on the test set).")
+          "at best val: after the epoch with the lowest validation error (early stopping, chosen without the "
+          "test set); best: the lowest over the epochs (optimistic, it is chosen on the test set).")
     doc.fig(f"errors-{slug}", figures.errors(g), "final test error per activation")
 
     if g["paired"]:
         doc.h(3, f"Paired differences against {g['baseline']}")
-        doc.table(["activation", "n", "Δ final (pp)", "95% CI (pp)", "p", "Holm p", "Δ best (pp)", "Holm p (best)",
-                   "verdict (final)"],
-                  [[e["variant"], e["final"]["n"], _num(100 * e["final"]["mean_diff"] if _ok(e["final"]["mean_diff"])
-                                                        else None, "+.2f"),
-                    _ci(e["final"]), _p(e["final"]["p"]), _p(e["final"]["p_holm"]),
-                    _num(100 * e["best"]["mean_diff"] if _ok(e["best"]["mean_diff"]) else None, "+.2f"),
+        doc.table(["activation", "n", "Δ final (pp)", "95% CI (pp)", "p", "Holm p", "Δ at best val (pp)",
+                   "Holm p (best val)", "Δ best (pp)", "Holm p (best)", "verdict (final)"],
+                  [[e["variant"], e["final"]["n"], _diff(e["final"]), _ci(e["final"]), _p(e["final"]["p"]),
+                    _p(e["final"]["p_holm"]), _diff(e["selected"]), _p(e["selected"]["p_holm"]), _diff(e["best"]),
                     _p(e["best"]["p_holm"]), e["final"]["verdict"]] for e in g["paired"]])
         doc.p(f"Δ = activation − {g['baseline']} in percentage points (negative: fewer errors). Test: "
               f"{analysis['definitions']['paired test']}; n = number of seeds where both runs finished.")
@@ -289,11 +289,17 @@ def _group(doc: Doc, g: dict[str, Any], prefix: str, analysis: dict[str, Any]) -
         doc.fig(f"layers-{slug}", figures.layers(g), "dead and saturated units and gradient norms per layer")
 
     doc.h(2, f"{prefix}Runs")
-    doc.table(["activation", "seed", "status", "epochs", "final test %", "best test % (epoch)", "train s",
-               "key", "note"],
+    doc.table(["activation", "seed", "status", "epochs", "final test %", "at best val % (epoch)",
+               "best test % (epoch)", "train s", "key", "note"],
               [[r["variant"], r["seed"], r["status"], r["epochs_done"], _pct(r["final_test_error"]),
+                f"{_pct(r['selected_test_error'])} ({r['selected_epoch']})" if _ok(r["selected_test_error"]) else "—",
                 f"{_pct(r['best_test_error'])} ({r['best_epoch']})" if _ok(r["best_test_error"]) else "—",
                 _num(r["train_seconds"], ".1f"), r["key"], one_line(r["error"])] for r in g["runs"]])
+
+
+def _diff(t: dict[str, Any]) -> str:
+    """A paired mean difference in percentage points, signed."""
+    return _num(100 * t["mean_diff"] if _ok(t["mean_diff"]) else None, "+.2f")
 
 
 def one_line(text: str | None, limit: int = 300) -> str:
