@@ -132,107 +132,98 @@ _INV_LN2 = 1.4426950408889634
 
 
 @njit(inline="always")
-def _expm1_neg_f32(x):
-    """eˣ − 1 for x ≤ 0 (or NaN) in float32, ≤ 1.5 ulp, in vectorisable arithmetic.
-
-    Cody–Waite reduction x = k·ln2 + r, |r| ≤ ln2/2; eʳ − 1 by its Taylor series to r⁷ (error
-    < 2·10⁻⁸ relative); then eˣ − 1 = 2ᵏ(eʳ − 1) + (2ᵏ − 1), with 2ᵏ built from its bits.
-    """
-    x = np.float32(-87.0) if x < np.float32(-87.0) else x  # below, eˣ − 1 rounds to −1 anyway
+def _reduced_f32(x):
+    """(k, eʳ − 1) with x = k·ln2 + r, |r| ≤ ln2/2, in float32: Cody–Waite reduction, then the
+    Taylor series of eʳ − 1 to r⁷ (error < 2·10⁻⁸ relative) — vectorisable arithmetic only."""
     k = np.floor(x * np.float32(_INV_LN2) + np.float32(0.5))
     r = (x - k * np.float32(0.693145751953125)) - k * np.float32(1.428606765330187e-06)
     q = r * (np.float32(1.0) + r * (np.float32(1 / 2) + r * (np.float32(1 / 6) + r * (np.float32(1 / 24) + r * (
         np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
-    s = _bits_as_float(np.int32((np.int32(k) + np.int32(127)) << np.int32(23)))
+    return k, q
+
+
+@njit(inline="always")
+def _reduced_f64(x):
+    """As :func:`_reduced_f32` in float64: the series to r¹³ (error < 10⁻¹⁷)."""
+    k = np.floor(x * _INV_LN2 + 0.5)
+    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    p = 1 / 6227020800.0
+    p = 1 / 479001600.0 + r * p
+    p = 1 / 39916800.0 + r * p
+    p = 1 / 3628800.0 + r * p
+    p = 1 / 362880.0 + r * p
+    p = 1 / 40320.0 + r * p
+    p = 1 / 5040.0 + r * p
+    p = 1 / 720.0 + r * p
+    p = 1 / 120.0 + r * p
+    p = 1 / 24.0 + r * p
+    p = 1 / 6.0 + r * p
+    p = 0.5 + r * p
+    p = 1.0 + r * p
+    return k, r * p
+
+
+def _pow2(k):  # pragma: no cover - kernels use the overload below
+    return 2.0**k
+
+
+@overload(_pow2, inline="always")
+def _pow2_overload(k):
+    """2ᵏ from its bits: float32 for an int32 k (normal range), float64 for an int64 k."""
+    if k == types.int32:
+        return lambda k: _bits_as_float(np.int32((k + np.int32(127)) << np.int32(23)))
+    return lambda k: _bits_as_float(np.int64((k + np.int64(1023)) << np.int64(52)))
+
+
+@njit(inline="always")
+def _expm1_neg_f32(x):
+    """eˣ − 1 for x ≤ 0 (or NaN) in float32, ≤ 1.5 ulp: eˣ − 1 = 2ᵏ(eʳ − 1) + (2ᵏ − 1)."""
+    k, q = _reduced_f32(np.float32(-87.0) if x < np.float32(-87.0) else x)  # below, −1 anyway
+    s = _pow2(np.int32(k))
     return s * q + (s - np.float32(1.0))
 
 
 @njit(inline="always")
 def _expm1_neg_f64(x):
-    """As :func:`_expm1_neg_f32` in float64: the series to r¹³ (error < 10⁻¹⁷), ≤ 1 ulp."""
-    x = -708.0 if x < -708.0 else x
-    k = np.floor(x * _INV_LN2 + 0.5)
-    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
-    p = 1 / 6227020800.0
-    p = 1 / 479001600.0 + r * p
-    p = 1 / 39916800.0 + r * p
-    p = 1 / 3628800.0 + r * p
-    p = 1 / 362880.0 + r * p
-    p = 1 / 40320.0 + r * p
-    p = 1 / 5040.0 + r * p
-    p = 1 / 720.0 + r * p
-    p = 1 / 120.0 + r * p
-    p = 1 / 24.0 + r * p
-    p = 1 / 6.0 + r * p
-    p = 0.5 + r * p
-    p = 1.0 + r * p
-    s = _bits_as_float(np.int64((np.int64(k) + np.int64(1023)) << np.int64(52)))
-    return s * (r * p) + (s - 1.0)
+    """As :func:`_expm1_neg_f32` in float64, ≤ 1 ulp."""
+    k, q = _reduced_f64(-708.0 if x < -708.0 else x)
+    s = _pow2(np.int64(k))
+    return s * q + (s - 1.0)
 
 
 @njit(inline="always")
 def _exp_neg_f32(x):
-    """eˣ for x ≤ 0 (or NaN) in float32, ≤ 1.5 ulp down to the smallest subnormal: the reduction
-    of :func:`_expm1_neg_f32`, and 2ᵏ applied as two halves so that k < −126 does not underflow
-    the bits it is built from."""
-    x = np.float32(-104.0) if x < np.float32(-104.0) else x  # below, eˣ rounds to 0 anyway
-    k = np.floor(x * np.float32(_INV_LN2) + np.float32(0.5))
-    r = (x - k * np.float32(0.693145751953125)) - k * np.float32(1.428606765330187e-06)
-    q = r * (np.float32(1.0) + r * (np.float32(1 / 2) + r * (np.float32(1 / 6) + r * (np.float32(1 / 24) + r * (
-        np.float32(1 / 120) + r * (np.float32(1 / 720) + r * np.float32(1 / 5040)))))))
+    """eˣ for x ≤ 0 (or NaN) in float32, ≤ 1.5 ulp down to the smallest subnormal: 2ᵏ applied as
+    two halves, so that k < −126 does not underflow the bits it is built from."""
+    k, q = _reduced_f32(np.float32(-104.0) if x < np.float32(-104.0) else x)  # below, 0 anyway
     ki = np.int32(k)
-    k1 = ki >> np.int32(1)
-    s1 = _bits_as_float(np.int32((k1 + np.int32(127)) << np.int32(23)))
-    s2 = _bits_as_float(np.int32((ki - k1 + np.int32(127)) << np.int32(23)))
-    return (s1 * (q + np.float32(1.0))) * s2
+    return (_pow2(ki >> np.int32(1)) * (q + np.float32(1.0))) * _pow2(ki - (ki >> np.int32(1)))
 
 
 @njit(inline="always")
 def _exp_neg_f64(x):
-    """As :func:`_exp_neg_f32` in float64 (the series of :func:`_expm1_neg_f64`)."""
-    x = -746.0 if x < -746.0 else x
-    k = np.floor(x * _INV_LN2 + 0.5)
-    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
-    p = 1 / 6227020800.0
-    p = 1 / 479001600.0 + r * p
-    p = 1 / 39916800.0 + r * p
-    p = 1 / 3628800.0 + r * p
-    p = 1 / 362880.0 + r * p
-    p = 1 / 40320.0 + r * p
-    p = 1 / 5040.0 + r * p
-    p = 1 / 720.0 + r * p
-    p = 1 / 120.0 + r * p
-    p = 1 / 24.0 + r * p
-    p = 1 / 6.0 + r * p
-    p = 0.5 + r * p
-    p = 1.0 + r * p
+    """As :func:`_exp_neg_f32` in float64."""
+    k, q = _reduced_f64(-746.0 if x < -746.0 else x)
     ki = np.int64(k)
-    k1 = ki >> np.int64(1)
-    s1 = _bits_as_float(np.int64((k1 + np.int64(1023)) << np.int64(52)))
-    s2 = _bits_as_float(np.int64((ki - k1 + np.int64(1023)) << np.int64(52)))
-    return (s1 * (r * p + 1.0)) * s2
+    return (_pow2(ki >> np.int64(1)) * (q + 1.0)) * _pow2(ki - (ki >> np.int64(1)))
 
 
-def _exp_neg(x):  # pragma: no cover - kernels use the overload below
-    return math.exp(x)
+def _by_float_type(pure: Callable[[float], float], f32: Any, f64: Any) -> Callable[[float], float]:
+    """One name for a float32 and a float64 kernel helper, picked by the argument's type when a
+    kernel compiles (``pure`` is what the name does outside numba)."""
+
+    def stub(x: float) -> float:  # pragma: no cover - kernels use the overload
+        return pure(x)
+
+    @overload(stub, inline="always")
+    def _pick(x):
+        return (lambda x: f32(x)) if x == types.float32 else (lambda x: f64(x))
+
+    return stub
 
 
-@overload(_exp_neg, inline="always")
-def _exp_neg_overload(x):
-    if x == types.float32:
-        return lambda x: _exp_neg_f32(x)
-    return lambda x: _exp_neg_f64(x)
-
-
-def _expm1_neg(x):  # pragma: no cover - kernels use the overload below
-    return math.expm1(x)
-
-
-@overload(_expm1_neg, inline="always")
-def _expm1_neg_overload(x):
-    if x == types.float32:
-        return lambda x: _expm1_neg_f32(x)
-    return lambda x: _expm1_neg_f64(x)
+_exp_neg = _by_float_type(math.exp, _exp_neg_f32, _exp_neg_f64)
+_expm1_neg = _by_float_type(math.expm1, _expm1_neg_f32, _expm1_neg_f64)
 
 
 # --- rectifiers: relu, leaky (and rrelu in eval, PReLU shared) ---------------------------------
@@ -753,21 +744,20 @@ def compile_all() -> float:
     return time.perf_counter() - t0
 
 
-@_serial
-def tanh_fwd(x: torch.Tensor, y: torch.Tensor) -> None:
-    tanh_fwd_kernel(_np(x), _np(y))
+def _from_output(fwd_kernel: Any, bwd_kernel: Any) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The backend pair ``<name>_fwd(x, y)``, ``<name>_bwd(y, g, gx)`` of a function whose
+    backward reads only its output (tanh, sigmoid; see actlab.fast.ops.FromOutput)."""
+
+    @_serial
+    def fwd(x: torch.Tensor, y: torch.Tensor) -> None:
+        fwd_kernel(_np(x), _np(y))
+
+    @_serial
+    def bwd(y: torch.Tensor, g: torch.Tensor, gx: torch.Tensor) -> None:
+        bwd_kernel(_np(y), _np(g), _np(gx))
+
+    return fwd, bwd
 
 
-@_serial
-def tanh_bwd(y: torch.Tensor, g: torch.Tensor, gx: torch.Tensor) -> None:
-    tanh_bwd_kernel(_np(y), _np(g), _np(gx))
-
-
-@_serial
-def sigmoid_fwd(x: torch.Tensor, y: torch.Tensor) -> None:
-    sigmoid_fwd_kernel(_np(x), _np(y))
-
-
-@_serial
-def sigmoid_bwd(y: torch.Tensor, g: torch.Tensor, gx: torch.Tensor) -> None:
-    sigmoid_bwd_kernel(_np(y), _np(g), _np(gx))
+tanh_fwd, tanh_bwd = _from_output(tanh_fwd_kernel, tanh_bwd_kernel)
+sigmoid_fwd, sigmoid_bwd = _from_output(sigmoid_fwd_kernel, sigmoid_bwd_kernel)
