@@ -16,8 +16,8 @@ in their steady state), torch.nn, actlab and the copy taking turns block by bloc
 drifts on a shared machine hit all alike; the medians of the repeats, after warm-up, are
 reported (and the minima, in the JSON). The ratios (torch.nn time / actlab time, above 1 is
 faster) are what matter: each is the median over rounds of the ratio of two blocks that ran back
-to back (:meth:`Timings.ratio`), a paired comparison that a slow spell on the host cannot tilt. On CUDA the main timings replay
-a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel takes tens of
+to back (:meth:`Timings.ratio`), a paired comparison that a slow spell on the host cannot tilt.
+On CUDA the main timings replay a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel takes tens of
 microseconds, less than the host needs to launch it from Python), and the eager timings (events
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
 ``benchmarks/bench_layers.py``.

@@ -37,7 +37,8 @@ def _raw(path):
     runs = db.execute("SELECT key, variant, act, seed, status FROM runs").fetchall()
     final, best, selected = {}, {}, {}
     for key, *_ in runs:
-        rows = db.execute("SELECT test_error, val_error FROM epochs WHERE run_key = ? ORDER BY epoch", (key,)).fetchall()
+        rows = db.execute("SELECT test_error, val_error FROM epochs WHERE run_key = ? ORDER BY epoch",
+                          (key,)).fetchall()
         if rows:
             errs = [t for t, _ in rows]
             final[key], best[key] = errs[-1], min(errs)

@@ -3,7 +3,8 @@
 A backend (:mod:`actlab.fast.cpu` with numba, :mod:`actlab.fast.gpu` with Triton) fills
 preallocated flat tensors; this module allocates them (on the CPU from :mod:`actlab.fast.pool`),
 shapes them, decides what backward keeps, and writes each backward beside its forward.
-:func:`run` calls a Function, skipping autograd's machinery when no gradient is wanted. What is kept (the "memory kept for backward" of the bench):
+:func:`run` calls a Function, skipping autograd's machinery when no gradient is wanted.
+What is kept (the "memory kept for backward" of the bench):
 
 ==============  ===================================  ========================================
 function        kept (default)                       kept with ``lean=True``
