@@ -160,3 +160,16 @@ def test_a_bad_cap_in_the_environment_is_one_clear_error(monkeypatch, text, why)
 def test_configure_rejects_a_negative_cap():
     with pytest.raises(ValueError, match="max_bytes=-1 is negative"):
         pool.configure(-1)
+
+
+def test_a_bad_cap_in_the_environment_is_one_line_from_the_command(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ACTLAB_CPU_POOL_MB="lots")
+    r = subprocess.run([sys.executable, "-c", "import sys; from actlab.cli import main; sys.exit(main())",
+                        "bench", "--sizes", "64K", "--acts", "elu", "--repeats", "1", "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "actlab: error: ACTLAB_CPU_POOL_MB='lots' is not a number; valid: megabytes >= 0, 0 turns the pool off"]

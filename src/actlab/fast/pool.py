@@ -55,12 +55,22 @@ def _default_max_bytes() -> int:
 
 
 class _Pool:
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self) -> None:
+        self._max_bytes: int | None = None  # read from the environment at first use
         self.lock = threading.Lock()
         self.by_size: dict[int, list[torch.UntypedStorage]] = {}
         self.held = 0  # bytes of all storages the pool holds, in use or idle
         self.hits = self.misses = self.fallbacks = 0
+
+    @property
+    def max_bytes(self) -> int:
+        if self._max_bytes is None:  # here, not at import: a bad value is a one-line error of the call
+            self._max_bytes = _default_max_bytes()
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._max_bytes = value
 
     def _take(self, nbytes: int) -> torch.UntypedStorage | None:
         """An idle storage of exactly nbytes, a new one, or None when the cap forbids it."""
@@ -99,7 +109,7 @@ class _Pool:
                 del self.by_size[size]
 
 
-_POOL = _Pool(_default_max_bytes())
+_POOL = _Pool()
 
 
 def empty_strided(shape: Sequence[int], stride: Sequence[int], dtype: torch.dtype) -> Tensor:
