@@ -178,6 +178,11 @@ def test_impl_fast_errors_where_no_kernel_serves():
 def test_env_var_turns_the_fast_paths_off(monkeypatch):
     monkeypatch.setenv("ACTLAB_FAST_BACKEND", "none")
     assert fast.lookup("elu", torch.randn(100_000)) is None
+    monkeypatch.setenv("ACTLAB_FAST_BACKEND", "auto")
+    assert fast.lookup("elu", torch.randn(100_000)) is not None
+    monkeypatch.setenv("ACTLAB_FAST_BACKEND", "numba-please")
+    with pytest.raises(ValueError, match="ACTLAB_FAST_BACKEND='numba-please' is not a backend; valid: none, triton"):
+        actlab.layer("elu")(torch.randn(100_000))
 
 
 def test_numba_follows_torchs_thread_count():

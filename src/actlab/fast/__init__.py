@@ -29,10 +29,11 @@ Dispatch rules (:func:`lookup`):
 * Either way the tensor must be dense in a layout the kernels walk in memory order: contiguous,
   or channels-last (4-D and 5-D). Anything else takes the plain path.
 
-The environment variable ``ACTLAB_FAST_BACKEND`` overrides the choice: ``none`` turns every fast
-path off; ``triton`` sends every tensor, CPU ones included, to the Triton kernels (with
-``TRITON_INTERPRET=1`` set before Triton is imported, that runs them on the CPU — how the tests
-check them on a machine without a GPU).
+The environment variable ``ACTLAB_FAST_BACKEND`` overrides the choice (``auto`` or unset: the
+rules above): ``none`` turns every fast path off; ``triton`` sends every tensor, CPU ones
+included, to the Triton kernels (with ``TRITON_INTERPRET=1`` set before Triton is imported, that
+runs them on the CPU — how the tests check them on a machine without a GPU). Any other value is
+an error naming the valid ones.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def backend_for(x: Tensor) -> ModuleType | None:
             return None
         if forced == "triton":
             return _load("gpu")
+        if forced != "auto":
+            raise ValueError(f"ACTLAB_FAST_BACKEND={forced!r} is not a backend; valid: none, triton, auto "
+                             f"(or unset)")
     if x.is_cuda:  # attributes, not x.device.type: this runs on every activation call
         return _load("gpu")
     if x.is_cpu:
