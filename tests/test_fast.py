@@ -126,7 +126,7 @@ def test_cpu_float32_contiguous_goes_fast():
     x = torch.randn(32, 64, 16, requires_grad=True)
     assert _grad_fn(actlab.layer("leaky_relu", lean=True)(x)) == "RectifierBackward"
     assert _grad_fn(actlab.layer("prelu", num_parameters=64)(x)) == "PReLUBackward"
-    assert _grad_fn(actlab.layer("rrelu").train()(x)) == "RReLUBackward"
+    assert _grad_fn(actlab.layer("rrelu").train()(x)) == "RectifierBackward"
     assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
     assert _grad_fn(actlab.layer("tanh")(x)) == "FromOutputBackward"
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"

@@ -116,7 +116,8 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     if name == "prelu":
         return lambda x, weight, channel_axis: ops.run(ops.PReLU, x, weight, channel_axis, lean, b)
     if name == "rrelu":
-        return lambda x, lower, upper, form, seed: ops.run(ops.RReLU, x, lower, upper, form, seed, lean, b)
+        return lambda x, lower, upper, form, seed: ops.run(
+            ops.Rectifier, x, ops.rrelu_params(lower, upper, form, seed), lean, b)
     if name == "elu":
         return lambda x, alpha: ops.run(ops.ELU, x, float(alpha), b)
     return None
@@ -130,7 +131,7 @@ def rrelu_slopes(n: int, lower: float, upper: float, form: str, seed: int, *, dt
     b = backend_for(x)
     if b is None:
         raise ValueError(f"rrelu: no fast backend for {x.device.type}; valid: cpu with numba, cuda with triton")
-    b.rrelu_slopes_into(x, (int(seed), float(lower), float(upper), form == "divisor"))
+    b.rrelu_slopes_into(x, ops.rrelu_params(lower, upper, form, seed))
     return x
 
 

@@ -38,7 +38,7 @@ from torch.autograd import Function
 
 from . import pool
 
-__all__ = ["memory_order", "run", "Rectifier", "PReLU", "RReLU", "ELU", "FromOutput"]
+__all__ = ["memory_order", "run", "Rectifier", "rrelu_params", "PReLU", "ELU", "FromOutput"]
 
 
 # --- layout: every kernel sees flat tensors in memory order ----------------------------------------
@@ -117,18 +117,28 @@ def run(fn: type[Function], *args: Any) -> Tensor:
 # --- rectifiers: relu (slope None) and leaky ---------------------------------------------------------
 
 
-class Rectifier(Function):
-    """relu (``slope=None``) and leaky relu: y = x for x > 0, else slope·x (relu: 0).
+#: RReLU's slope in training: (step seed, lower, upper, divisor form), drawn per element from Philox
+RReLUParams = tuple[int, float, float, bool]
 
-    Backward: g where x > 0 (read from y > 0, or from the bit), else slope·g (relu: 0).
+
+class Rectifier(Function):
+    """The piecewise-linear family with a fixed or drawn slope: y = x for x > 0, else s·x.
+
+    ``slope``: None for relu (s = 0), a float for leaky relu, or :data:`RReLUParams` for RReLU in
+    training, whose s is drawn per element from the step seed (Philox; see
+    :mod:`actlab.fast.philox`) — drawn again in backward instead of being stored.
+
+    Backward: g where x > 0 (read from y > 0, or from the bit), else s·g (relu: 0). Kept: y, or
+    one bit per element with ``lean`` (and RReLU's seed, in ``slope``).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, slope: float | None, lean: bool, backend: ModuleType) -> Tensor:
+    def forward(ctx: Any, x: Tensor, slope: float | RReLUParams | None, lean: bool, backend: ModuleType) -> Tensor:
         perm = memory_order(x)
         y = _empty(x, perm)
         bits = _bits(backend, x.numel(), x.device) if lean else None
-        backend.rect_fwd(_flat(x, perm), _flat_out(y, perm), slope, bits)
+        fwd = backend.rrelu_fwd if isinstance(slope, tuple) else backend.rect_fwd
+        fwd(_flat(x, perm), _flat_out(y, perm), slope, bits)
         ctx.save_for_backward(bits if lean else y)
         ctx.slope, ctx.lean, ctx.backend, ctx.perm = slope, lean, backend, perm
         return y
@@ -143,9 +153,14 @@ class Rectifier(Function):
 
 def _rect_grad(ctx: Any, kept: Tensor, g: Tensor) -> Tensor:
     gx = _empty(g, ctx.perm)
-    ctx.backend.rect_bwd(kept if ctx.lean else _flat(kept, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm),
-                         ctx.slope, ctx.lean)
+    bwd = ctx.backend.rrelu_bwd if isinstance(ctx.slope, tuple) else ctx.backend.rect_bwd
+    bwd(kept if ctx.lean else _flat(kept, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm), ctx.slope, ctx.lean)
     return gx
+
+
+def rrelu_params(lower: float, upper: float, form: str, seed: int) -> RReLUParams:
+    """RReLU's training slope for :class:`Rectifier` and the backends."""
+    return int(seed), float(lower), float(upper), form == "divisor"
 
 
 # --- PReLU ---------------------------------------------------------------------------------------------
@@ -230,41 +245,6 @@ def _sum_to_channels(t: Tensor, weight: Tensor, channel_axis: int) -> Tensor:
         return t.sum().reshape(weight.shape)
     axis = channel_axis % t.dim()
     return t.sum(dim=[d for d in range(t.dim()) if d != axis])
-
-
-# --- RReLU in training ------------------------------------------------------------------------------------
-
-
-class RReLU(Function):
-    """y = x for x > 0, else s·x with s drawn per element from the step seed (Philox; see
-    :mod:`actlab.fast.philox`). Kept: y (or 1 bit per element with ``lean``) and the seed; the
-    slopes are drawn again in backward instead of being stored."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, lower: float, upper: float, form: str, seed: int, lean: bool,
-                backend: ModuleType) -> Tensor:
-        perm = memory_order(x)
-        y = _empty(x, perm)
-        bits = _bits(backend, x.numel(), x.device) if lean else None
-        params = (int(seed), float(lower), float(upper), form == "divisor")
-        backend.rrelu_fwd(_flat(x, perm), _flat_out(y, perm), params, bits)
-        ctx.save_for_backward(bits if lean else y)
-        ctx.params, ctx.lean, ctx.backend, ctx.perm = params, lean, backend, perm
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (kept,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return g * _rrelu_grad(ctx, kept, torch.ones_like(g)), None, None, None, None, None, None
-        return _rrelu_grad(ctx, kept, g), None, None, None, None, None, None
-
-
-def _rrelu_grad(ctx: Any, kept: Tensor, g: Tensor) -> Tensor:
-    gx = _empty(g, ctx.perm)
-    ctx.backend.rrelu_bwd(kept if ctx.lean else _flat(kept, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm),
-                          ctx.params, ctx.lean)
-    return gx
 
 
 # --- smooth functions: backward from the output ------------------------------------------------------------
