@@ -259,15 +259,18 @@ def _rrelu_bwd_kernel(k_ptr, g_ptr, gx_ptr, n, k0, k1, lo, span, smin, smax, DIV
 
 
 @triton.jit
-def _prelu_planes_fwd_kernel(x_ptr, y_ptr, w_ptr, inner, C, nblk, BLOCK: tl.constexpr):
-    """inner > 1: program (plane, block); one slope per program."""
+def _plane_block(w_ptr, inner, C, nblk, BLOCK: tl.constexpr):
+    """inner > 1: program (plane, block) → its slope, element offsets and mask (one slope per program)."""
     pid = tl.program_id(0)
     plane = pid // nblk
-    start = (pid % nblk) * BLOCK
+    idx = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
     a = tl.load(w_ptr + plane % C).to(tl.float32)
-    idx = start + tl.arange(0, BLOCK)
-    mask = idx < inner
-    offs = plane.to(tl.int64) * inner + idx
+    return a, plane.to(tl.int64) * inner + idx, idx < inner
+
+
+@triton.jit
+def _prelu_planes_fwd_kernel(x_ptr, y_ptr, w_ptr, inner, C, nblk, BLOCK: tl.constexpr):
+    a, offs, mask = _plane_block(w_ptr, inner, C, nblk, BLOCK)
     x = tl.load(x_ptr + offs, mask=mask).to(tl.float32)
     tl.store(y_ptr + offs, tl.where(x > 0, x, a * x), mask=mask)
 
@@ -275,18 +278,12 @@ def _prelu_planes_fwd_kernel(x_ptr, y_ptr, w_ptr, inner, C, nblk, BLOCK: tl.cons
 @triton.jit
 def _prelu_planes_bwd_kernel(x_ptr, g_ptr, gx_ptr, w_ptr, part_ptr, inner, C, nblk, BLOCK: tl.constexpr):
     """gx, and part[program] = Σ x·g over its x ≤ 0 (float32)."""
-    pid = tl.program_id(0)
-    plane = pid // nblk
-    start = (pid % nblk) * BLOCK
-    a = tl.load(w_ptr + plane % C).to(tl.float32)
-    idx = start + tl.arange(0, BLOCK)
-    mask = idx < inner
-    offs = plane.to(tl.int64) * inner + idx
+    a, offs, mask = _plane_block(w_ptr, inner, C, nblk, BLOCK)
     x = tl.load(x_ptr + offs, mask=mask).to(tl.float32)
     g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
     pos = x > 0
     tl.store(gx_ptr + offs, tl.where(pos, g, a * g), mask=mask)
-    tl.store(part_ptr + pid, tl.sum(tl.where(pos | (mask == 0), 0.0, x * g), axis=0))
+    tl.store(part_ptr + tl.program_id(0), tl.sum(tl.where(pos | (mask == 0), 0.0, x * g), axis=0))
 
 
 @triton.jit
