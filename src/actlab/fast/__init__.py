@@ -60,7 +60,7 @@ MIN_NUMEL: dict[str, int] = {"cpu": 16384, "gpu": 0}
 #: Largest output (bytes) for which a backend's ``NATIVE`` ops (torch's own, as fast as a kernel
 #: of ours) serve. On the CPU, 32 MiB: glibc maps every block above its largest mmap threshold
 #: (32 MiB) afresh, so each such output of torch's page-faults, while ours come warm from
-#: :mod:`actlab.fast.pool` — measured 4-5x torch's forward+backward for relu and leaky_relu at 16M
+#: :mod:`actlab.fast.pool` — measured 3.7-5.3x torch's forward+backward for relu and leaky_relu at 16M
 #: float32 elements (64 MiB). Below, torch's allocations fault or not by the heap's history.
 NATIVE_MAX_BYTES: dict[str, int] = {"cpu": 32 * 2**20, "gpu": 2**62}
 

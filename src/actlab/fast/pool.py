@@ -6,7 +6,7 @@ from fresh pages or from its heap, whose top it gives back to the kernel once mo
 that threshold lies free. Which one happens depends on the history of the process: on the 2-core
 machine these figures come from, a loop of forward+backward on 1M float32 elements settled at
 zero page faults in one process and at 2,016 per call (both 4 MiB outputs, every call) in the
-next — 3 ms a call instead of 0.2. At 16M elements every block is above the threshold's cap and
+next — 3 ms a call instead of 0.3. At 16M elements every block is above the threshold's cap and
 faults every time. The work is the kernel's zeroing and mapping of each 4 KiB page, about 1.5 µs
 each, which is more than the arithmetic of an activation.
 
