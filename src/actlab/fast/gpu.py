@@ -484,13 +484,8 @@ def _f32(v: float) -> float:
     return struct.unpack("f", struct.pack("f", v))[0]
 
 
-_W = 64  # 32-element words per RReLU program: 2048 elements
-
-
-def _rrelu_warps(t: torch.Tensor) -> int:
-    """8 warps: measured on an H200 in bfloat16, 0.86-0.88 of copy bandwidth; 4 warps (two
-    Philox calls per thread side by side) 0.76."""
-    return _WARPS
+_W = 64  # 32-element words per RReLU program: 2048 elements, on _WARPS (8) warps — measured on an
+# H200 in bfloat16: 0.86-0.88 of copy bandwidth; 4 warps (two Philox calls per thread) 0.76
 
 
 def rrelu_fwd(x: torch.Tensor, y: torch.Tensor, params: tuple[int, float, float, bool],
@@ -498,14 +493,14 @@ def rrelu_fwd(x: torch.Tensor, y: torch.Tensor, params: tuple[int, float, float,
     n = x.numel()
     _rrelu_fwd_kernel[_grid(n, 32 * _W)](x, y, _words(bits) if bits is not None else y, n, *_rrelu_args(params),
                                          DIVISOR=params[3], MODE=1 if bits is not None else 0, W=_W,
-                                         num_warps=_rrelu_warps(x))
+                                         num_warps=_WARPS)
 
 
 def rrelu_bwd(kept: torch.Tensor, g: torch.Tensor, gx: torch.Tensor, params: tuple[int, float, float, bool],
               lean: bool) -> None:
     n = g.numel()
     _rrelu_bwd_kernel[_grid(n, 32 * _W)](_words(kept) if lean else kept, g, gx, n, *_rrelu_args(params),
-                                         DIVISOR=params[3], LEAN=lean, W=_W, num_warps=_rrelu_warps(g))
+                                         DIVISOR=params[3], LEAN=lean, W=_W, num_warps=_WARPS)
 
 
 def rrelu_slopes_into(s: torch.Tensor, params: tuple[int, float, float, bool]) -> None:
