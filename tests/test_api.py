@@ -2,26 +2,46 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
 import actlab
-from actlab import layers, registry
+from actlab import catalog, layers, registry
 
 
-def test_names_are_the_seven_in_the_chapters_order():
-    assert actlab.names() == ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu"]
+def test_names_default_to_the_chapters_seven_and_every_adds_the_modern_four():
+    chapter = [e.name for e in catalog.CHAPTER_ENTRIES]
+    assert actlab.names() == registry.names() == chapter and len(chapter) == 7
+    assert actlab.names("modern") == [e.name for e in catalog.MODERN_ENTRIES]
+    assert actlab.names("every") == chapter + actlab.names("modern")
+    assert registry.select(["all", "relu", "modern"]) == actlab.names("every")
+    with pytest.raises(ValueError, match="unknown group 'chapters'; valid: chapter, modern, every"):
+        registry.names("chapters")
 
 
-@pytest.mark.parametrize("e", registry.ENTRIES, ids=lambda e: e.name)
-def test_every_entry_resolves_to_a_reference_and_a_layer(e):
-    assert isinstance(actlab.get(e.name), actlab.reference.Reference)
-    assert isinstance(actlab.layer(e.name), layers.Activation)
+@pytest.mark.parametrize("e", registry.entries(), ids=lambda e: e.name)
+def test_every_entry_resolves_to_its_reference_and_layer_classes(e):
+    assert type(actlab.get(e.name)) is e.reference and issubclass(e.reference, actlab.reference.Reference)
+    assert type(actlab.layer(e.name)) is e.layer and issubclass(e.layer, layers.Activation)
     assert actlab.layer(e.name).name == e.name == actlab.get(e.name).name
     for alias in e.aliases:
-        assert type(actlab.layer(alias.upper().replace("_", "-"))) is type(actlab.layer(e.name))
-    assert set(e.defaults()) == {h.name for h in e.hparams}
+        assert type(actlab.layer(alias.upper().replace("_", "-"))) is e.layer
+
+
+@pytest.mark.parametrize("e", registry.entries(), ids=lambda e: e.name)
+def test_defaults_are_written_once_the_classes_signatures_agree_with_the_registry(e):
+    ref_sig = inspect.signature(e.reference).parameters
+    layer_sig = inspect.signature(e.layer).parameters
+    for h in e.hparams:
+        assert layer_sig[h.name].default == h.default, (e.name, h.name)
+        assert ref_sig[h.name].default == h.default, (e.name, h.name)
+    _, filled = registry.resolve(e.name)
+    layer = actlab.layer(e.name)
+    for name, value in filled.items():
+        assert getattr(layer, name) == value and actlab.get(e.name).hparams[name] == value
 
 
 def test_hparams_from_strings_are_converted_and_checked():
@@ -80,9 +100,9 @@ def test_swap_says_where_it_cannot_infer_channels():
 def test_swap_errors():
     with pytest.raises(ValueError, match="no activation modules"):
         actlab.swap(nn.Linear(2, 2), "relu")
-    with pytest.raises(ValueError, match="unknown activation 'swish'"):
-        actlab.swap(SmallCNN(), "swish")
-    with pytest.raises(ValueError, match="is for prelu only"):
+    with pytest.raises(ValueError, match="unknown activation 'softsign'"):
+        actlab.swap(SmallCNN(), "softsign")
+    with pytest.raises(ValueError, match="'channel' is for a per-channel hyper-parameter; valid: prelu.num_parameters"):
         actlab.swap(SmallCNN(), "elu", num_parameters="channel")
     with pytest.raises(ValueError, match="invalid alpha"):
         actlab.swap(SmallCNN(), "elu", alpha=-2)

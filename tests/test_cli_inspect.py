@@ -29,7 +29,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_list_text_shows_the_whole_registry(capsys):
     rc, out, err = run(capsys, "list")
     assert rc == 0 and err == ""
-    for e in registry.ENTRIES:
+    for e in registry.entries():
         for text in (e.name, e.title, e.formula, e.derivative, e.paper, *e.aliases):
             assert text in out, text
         for h in e.hparams:
@@ -41,9 +41,10 @@ def test_list_text_shows_the_whole_registry(capsys):
 def test_list_json(capsys):
     rc, out, _ = run(capsys, "list", "--format", "json")
     data = json.loads(out)
-    assert rc == 0 and list(data) == registry.names()
-    for e in registry.ENTRIES:
+    assert rc == 0 and list(data) == registry.names(registry.EVERY)
+    for e in registry.entries():
         row = data[e.name]
+        assert (row["group"], row["family"]) == (e.group, e.family)
         assert row["aliases"] == list(e.aliases) and row["formula"] == e.formula and row["paper"] == e.paper
         assert [h["name"] for h in row["hparams"]] == [h.name for h in e.hparams]
         assert [h["valid"] for h in row["hparams"]] == [h.valid() for h in e.hparams]
@@ -101,6 +102,17 @@ def test_props_markdown_and_text(capsys):
     assert lines[3].startswith("relu") and lines[4] == ""
 
 
+def test_props_of_the_modern_set(capsys):
+    rc, out, _ = run(capsys, "props", "--format", "json", "--no-cost", "--only", "modern",
+                     "--param", "gelu.approximate=tanh")
+    data = json.loads(out)
+    assert rc == 0 and list(data) == registry.names("modern") == ["gelu", "silu", "selu", "mish"]
+    assert data["gelu"]["hparams"] == {"approximate": "tanh"}
+    assert data["selu"]["range"][0] == pytest.approx(-1.0507009873554805 * 1.6732632423543772)
+    assert not data["silu"]["monotonic"] and not data["mish"]["monotonic"] and data["selu"]["monotonic"]
+    assert all(not r["dead_zone"] and not r["stochastic"] for r in data.values())
+
+
 # --- plot ------------------------------------------------------------------------------------------
 
 
@@ -119,16 +131,16 @@ def test_plot_prints_the_paths_it_writes(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["props", "--no-cost", "--param", "swish.beta=1"], "unknown activation 'swish'"),
+    (["props", "--no-cost", "--param", "softsign.beta=1"], "unknown activation 'softsign'"),
     (["props", "--no-cost", "--param", "leaky_relu.slope=0.1"], "unknown hyper-parameter 'slope'"),
     (["props", "--no-cost", "--param", "leaky_relu.negative_slope=2"], "invalid negative_slope"),
     (["props", "--no-cost", "--param", "elu.alpha=abc"], "invalid alpha"),
     (["props", "--no-cost", "--param", "leaky_relu"], "expected NAME.HPARAM=VALUE"),
     (["props", "--no-cost", "--param", "rrelu.lower=0.5", "--param", "rrelu.upper=0.2"], "lower=0.5 > upper=0.2"),
-    (["props", "--no-cost", "--only", "swish"], "unknown activation 'swish'"),
+    (["props", "--no-cost", "--only", "softsign"], "unknown activation 'softsign'"),
     (["props", "--cost-repeats", "0"], "repeats"),
     (["plot", "--out", "{tmp}", "--param", "relu.x=1"], "relu: unknown hyper-parameter 'x'; valid: none"),
-    (["plot", "--out", "{tmp}", "--only", "swish"], "unknown figure 'swish'"),
+    (["plot", "--out", "{tmp}", "--only", "softsign"], "unknown figure 'softsign'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path / "out")) for a in argv]

@@ -96,7 +96,7 @@ def test_only_takes_aliases_and_figure_names(tmp_path):
     ({"fmt": "jpg"}, "valid: png, svg, pdf"),
     ({"only": ["nope"]}, "unknown figure 'nope'"),
     ({"hparams": {"elu": {"beta": 1}}}, "unknown hyper-parameter 'beta'"),
-    ({"hparams": {"swish": {}}}, "unknown activation 'swish'"),
+    ({"hparams": {"softsign": {}}}, "unknown activation 'softsign'"),
     ({"hparams": {"leaky_relu": {"negative_slope": -1}}}, "invalid negative_slope"),
 ])
 def test_errors_before_anything_is_written(tmp_path, kwargs, error):

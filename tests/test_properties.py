@@ -272,7 +272,7 @@ def test_aliases_and_string_values_from_the_command_line():
 
 def test_errors_are_one_line_value_errors():
     with pytest.raises(ValueError, match="valid: sigmoid"):
-        props("swish")
+        props("softsign")
     with pytest.raises(ValueError, match="negative_slope"):
         props("leaky_relu", negative_slope=2)
     with pytest.raises(ValueError, match="unknown hyper-parameter"):

@@ -16,12 +16,33 @@ from hypothesis import strategies as st
 import actlab
 from actlab import registry
 
-NAMES = registry.names()
+NAMES = registry.names(registry.EVERY)
 E = math.e
+LAM, ALPHA = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717  # Klambauer et al.
 
 
 def sig(x: float) -> float:
     return 1 / (1 + math.exp(-x))
+
+
+def Phi(x: float) -> float:
+    return (1 + math.erf(x / math.sqrt(2))) / 2
+
+
+def phi(x: float) -> float:
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def sp(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def mish(x: float) -> float:
+    return x * math.tanh(sp(x))
+
+
+def dmish(x: float) -> float:
+    return math.tanh(sp(x)) + x * (1 - math.tanh(sp(x)) ** 2) * sig(x)
 
 
 # f and f' at −1, 0, 1 written from the chapter's formulas with the math module, defaults
@@ -33,7 +54,43 @@ EXACT = {
     "prelu": ([-0.25, 0.0, 1.0], [0.25, 0.25, 1.0]),
     "rrelu": ([-(1 / 8 + 1 / 3) / 2, 0.0, 1.0], [(1 / 8 + 1 / 3) / 2, (1 / 8 + 1 / 3) / 2, 1.0]),
     "elu": ([1 / E - 1, 0.0, 1.0], [1 / E, 1.0, 1.0]),
+    "gelu": ([-Phi(-1), 0.0, Phi(1)], [Phi(-1) - phi(-1), 0.5, Phi(1) + phi(1)]),
+    "silu": ([-sig(-1), 0.0, sig(1)], [sig(-1) * (1 - (1 - sig(-1))), 0.5, sig(1) * (1 + (1 - sig(1)))]),
+    "selu": ([LAM * ALPHA * (1 / E - 1), 0.0, LAM], [LAM * ALPHA / E, LAM * ALPHA, LAM]),
+    "mish": ([mish(-1), 0.0, mish(1)], [dmish(-1), dmish(0), dmish(1)]),
 }
+
+
+def test_gelu_tanh_form_values_and_derivative():
+    k, c = math.sqrt(2 / math.pi), 0.044715
+
+    def f(x):
+        return x / 2 * (1 + math.tanh(k * (x + c * x ** 3)))
+
+    def df(x):
+        t = math.tanh(k * (x + c * x ** 3))
+        return (1 + t) / 2 + x / 2 * (1 - t * t) * k * (1 + 3 * c * x * x)
+
+    ref = actlab.get("gelu", approximate="tanh")
+    x = np.array([-3.0, -1.0, 0.0, 0.5, 1.0, 3.0])
+    np.testing.assert_allclose(ref.forward(x), [f(v) for v in x], rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(ref.grad(x), [df(v) for v in x], rtol=1e-13, atol=1e-300)
+    # the far left tail is kept (1 + tanh u rounds to 0 there, which would fake a dead zone)
+    assert 0 < -ref.forward(np.array([-10.0]))[0] < 1e-30 and 0 < -ref.grad(np.array([-10.0]))[0] < 1e-30
+    h = 1e-6
+    np.testing.assert_allclose(ref.grad(x), (ref.forward(x + h) - ref.forward(x - h)) / (2 * h), rtol=1e-7)
+    # the tanh form is an approximation: within 5e-4 of the exact GELU on [-6, 6] (Hendrycks & Gimpel)
+    xs = np.linspace(-6, 6, 1201)
+    assert np.max(np.abs(ref.forward(xs) - actlab.get("gelu").forward(xs))) < 5e-4
+
+
+def test_limits_of_the_modern_four_at_infinity():
+    inf = np.array([-np.inf, np.inf])
+    for name, hp in (("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("mish", {})):
+        np.testing.assert_array_equal(actlab.get(name, **hp).forward(inf), [0, np.inf])
+        np.testing.assert_array_equal(actlab.get(name, **hp).grad(inf), [0, 1])
+    np.testing.assert_allclose(actlab.get("selu").forward(inf), [-LAM * ALPHA, np.inf], rtol=1e-15)
+    np.testing.assert_allclose(actlab.get("selu").grad(inf), [0, LAM], rtol=1e-15)
 
 
 def test_exact_table_covers_the_registry():

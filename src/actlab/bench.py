@@ -22,7 +22,7 @@ microseconds, less than the host needs to launch it from Python), and the eager 
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
 ``benchmarks/bench_layers.py``.
 
-On the CPU, actlab's outputs come from its warm pool (:mod:`actlab.fast.pool`) and torch.nn's
+On the CPU, actlab's outputs come from its warm pool (:mod:`fast.pool`) and torch.nn's
 from the C library's heap, which page-faults on fresh blocks or not depending on the process's
 history: part of what the default run measures. ``--retain-freed-memory`` keeps torch's freed
 blocks mapped too, so that the ratios compare the kernels alone; ``ACTLAB_CPU_POOL_MB=0`` turns
@@ -44,7 +44,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-import actlab
+from . import fast, registry
+from .factory import layer
+from .version import __version__
 
 __all__ = ["Case", "CASES", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS"]
 
@@ -65,7 +67,7 @@ class Case:
 
     def build(self, device: str, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
         extra = {"lean": True} if self.lean else {}
-        ours = actlab.layer(self.act, **self.hparams, **extra)
+        ours = layer(self.act, **self.hparams, **extra)
         native = getattr(nn, self.native)(*self.native_args)
         for m in (ours, native):
             m.to(device=device, dtype=dtype)
@@ -135,7 +137,7 @@ def select_cases(acts: Sequence[str] | None, lean: bool) -> list[Case]:
         a = a.strip()
         match = [c for c in cases if c.label == a]
         if not match:
-            name = actlab.registry.canonical(a)  # raises with the valid names
+            name = registry.canonical(a)  # raises with the valid names
             match = [c for c in cases if c.act == name]
         chosen += [c for c in match if c not in chosen]
     return chosen
@@ -308,7 +310,7 @@ def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, w
         except Exception as err:  # noqa: BLE001 - capture can fail; the eager timings stand
             timing += f" (CUDA graph capture failed: {type(err).__name__}: {err})"
     kept = {"native": saved_bytes(native, xg), "actlab": saved_bytes(ours, xg)}
-    fast_path = actlab.fast.lookup(case.act, x, lean=case.lean) is not None
+    fast_path = fast.lookup(case.act, x, lean=case.lean) is not None
     row: dict[str, Any] = {
         "case": case.label, "act": case.act, "lean": case.lean, "dtype": str(dtype).replace("torch.", ""),
         "device": device, "numel": n, "shape": list(shape), "fast_path": fast_path, "timing": timing,
@@ -353,8 +355,8 @@ def environment(device: str) -> dict[str, Any]:
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform()},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": _version("numpy"),
-                     "numba": _version("numba"), "triton": _version("triton"), "actlab": actlab.__version__},
-        "fast_backends": actlab.fast.status(),
+                     "numba": _version("numba"), "triton": _version("triton"), "actlab": __version__},
+        "fast_backends": fast.status(),
     }
     if device == "cuda" and torch.cuda.is_available():
         env["machine"]["gpu"] = torch.cuda.get_device_name()
@@ -385,15 +387,15 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
         raise ValueError("--device cuda: no CUDA device here; valid: cpu")
     if threads is not None:
         torch.set_num_threads(threads)
-    retained = actlab.fast.retain_freed_memory() if retain_memory else False
+    retained = fast.retain_freed_memory() if retain_memory else False
     cases = select_cases(acts, lean)
     report = environment(device)
     report["settings"] = {"device": device, "sizes": list(sizes),
                           "dtypes": [str(d).replace("torch.", "") for d in dtypes],
                           "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
-                          "retain_freed_memory": retained, "min_numel": dict(actlab.fast.MIN_NUMEL),
-                          "native_max_bytes": dict(actlab.fast.NATIVE_MAX_BYTES),
-                          "cpu_pool_max_bytes": actlab.fast.pool.stats()["max_bytes"],
+                          "retain_freed_memory": retained, "min_numel": dict(fast.MIN_NUMEL),
+                          "native_max_bytes": dict(fast.NATIVE_MAX_BYTES),
+                          "cpu_pool_max_bytes": fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["loadavg_before"] = _loadavg()
     rows = []
@@ -409,7 +411,7 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                 if progress:
                     progress(row)
     report["loadavg_after"] = _loadavg()
-    report["cpu_pool_after"] = actlab.fast.pool.stats()
+    report["cpu_pool_after"] = fast.pool.stats()
     report["results"] = rows
     report["goals"] = goals(rows, device)
     return report

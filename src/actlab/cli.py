@@ -18,7 +18,8 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from . import __version__, registry
+from . import registry
+from .version import __version__
 
 
 def _hparam_pairs(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
@@ -44,10 +45,12 @@ def _hparam_pairs(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
 def _registry_listing() -> dict[str, dict[str, Any]]:
     """Each entry as plain data: what ``actlab list`` prints."""
     out: dict[str, dict[str, Any]] = {}
-    for e in registry.ENTRIES:
+    for e in registry.entries():
         _, resolved = registry.resolve(e.name)
         out[e.name] = {
             "title": e.title,
+            "group": e.group,
+            "family": e.family,
             "aliases": list(e.aliases),
             "formula": e.formula,
             "derivative": e.derivative,
@@ -68,7 +71,7 @@ def _run_list(args: argparse.Namespace) -> int:
         return 0
     for name, e in listing.items():
         aliases = f"  (aliases: {', '.join(e['aliases'])})" if e["aliases"] else ""
-        print(f"{name}{aliases} — {e['title']}")
+        print(f"{name}{aliases} — {e['title']}  [{e['group']}, {e['family']}]")
         print(f"  f(x):   {e['formula']}")
         print(f"  f'(x):  {e['derivative']}")
         print(f"  paper:  {e['paper']}")
@@ -95,8 +98,10 @@ def _run_list(args: argparse.Namespace) -> int:
 
 def _add_list(sub: Any) -> None:
     p = sub.add_parser("list", help="the activations: names, aliases, hyper-parameters, formulas, papers",
-                       description="The registry: for each activation its names, hyper-parameters with "
-                                   "defaults and valid ranges, formula, derivative and paper.")
+                       description="The registry: for each activation its names, group (chapter: the "
+                                   "chapter's seven, what 'all' means elsewhere; modern: GELU, SiLU, SELU, "
+                                   "Mish), family, hyper-parameters with defaults and valid ranges, formula, "
+                                   "derivative and paper.")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.set_defaults(func=_run_list)
 
@@ -120,7 +125,9 @@ def _add_props(sub: Any) -> None:
                    help="output format (default: text); json writes ±inf as \"inf\"/\"-inf\"")
     p.add_argument("--param", action="append", metavar="NAME.HPARAM=VALUE",
                    help="a hyper-parameter, e.g. leaky_relu.negative_slope=0 (repeatable)")
-    p.add_argument("--only", action="append", metavar="NAME", help="only this activation (repeatable)")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="only this activation, or a set: all (the chapter's seven, the default), modern, "
+                        "every (repeatable)")
     p.add_argument("--cost-elements", type=int, default=1_000_000, metavar="N",
                    help="float32 elements per timed forward+backward (default: 1000000)")
     p.add_argument("--cost-repeats", type=int, default=15, metavar="N",
@@ -149,7 +156,8 @@ def _add_plot(sub: Any) -> None:
     p.add_argument("--param", action="append", metavar="NAME.HPARAM=VALUE",
                    help="a hyper-parameter, e.g. leaky_relu.negative_slope=0.1 (repeatable)")
     p.add_argument("--only", action="append", metavar="NAME",
-                   help="only this activation's figure, or rectifier_family, or overview (repeatable)")
+                   help="only this activation's figure, or a set of them (all: the chapter's seven; "
+                        "modern; every), or rectifier_family, or overview (repeatable)")
     p.add_argument("--dpi", type=int, default=100, help="resolution of PNG files (default: 100)")
     p.set_defaults(func=_run_plot)
 
@@ -171,7 +179,8 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--model", default="auto", metavar="NAME",
                    help=f"{' | '.join(models.names())} (default: the one that fits the data: cnn for images)")
     p.add_argument("--acts", default="all", metavar="LIST",
-                   help="comma-separated NAME[:HP=V[:HP=V]], 'all' for the seven (default), e.g. "
+                   help="comma-separated NAME[:HP=V[:HP=V]], 'all' for the chapter's seven (default), 'modern' "
+                        "(GELU, SiLU, SELU, Mish) or 'every', e.g. "
                         "relu,leaky_relu:negative_slope=0.1,rrelu:form=divisor,prelu:channelwise")
     p.add_argument("--seeds", type=int, default=defaults.seeds, metavar="N", help="seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="(default: %(default)s)")

@@ -6,18 +6,22 @@ from typing import Any
 
 from torch import nn
 
+from . import registry
+from .layers import Activation
+
 __all__ = ["param_groups", "is_slope"]
 
 
-def _prelu_modules(model: nn.Module) -> list[nn.Module]:
-    from .layers import PReLU
-
-    return [m for m in model.modules() if isinstance(m, (PReLU, nn.PReLU))]
-
-
 def is_slope(model: nn.Module) -> set[int]:
-    """The ``id`` of every PReLU slope parameter in ``model`` (actlab's and torch.nn's)."""
-    return {id(m.weight) for m in _prelu_modules(model)}
+    """The ``id`` of every learned activation parameter in ``model``: the registry's ``learned``
+    of each actlab activation (PReLU's slopes), and torch.nn.PReLU's weight."""
+    found: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, Activation):
+            found.update(id(getattr(m, p)) for p in registry.entry(m.name).learned)
+        elif isinstance(m, nn.PReLU):
+            found.add(id(m.weight))
+    return found
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

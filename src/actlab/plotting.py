@@ -40,8 +40,8 @@ from . import properties, registry
 __all__ = ["figure", "rectifier_family", "overview", "write_all", "FORMATS", "FAMILY", "FIGURES"]
 
 FORMATS = ("png", "svg", "pdf")
-#: the rectifier family of the chapter's Fig. 8.4, in its order
-FAMILY = ("relu", "leaky_relu", "prelu", "rrelu")
+#: the rectifier family of the chapter's Fig. 8.4, in its order: the registry's rectifiers among the seven
+FAMILY = tuple(e.name for e in registry.entries(registry.CHAPTER) if e.family == "rectifier")
 #: the figures beyond the one-per-activation ones, as :func:`write_all` names their files
 FIGURES = ("rectifier_family", "overview")
 XLIM = (-6.0, 6.0)
@@ -71,7 +71,7 @@ class _Curve:
         pts = [lo, hi, 0.0] + ([self.props["kink"]] if self.props["kink"] is not None else [])
         self.x = np.unique(np.concatenate([np.linspace(lo, hi, 1201), [p for p in pts if lo <= p <= hi]]))
         self.y, self.dy = f(self.x), g(self.x)
-        self.color = f"C{registry.names().index(e.name)}"
+        self.color = f"C{registry.names(registry.EVERY).index(e.name)}"
 
     def label(self) -> str:
         """The title and the hyper-parameters that shape the curve."""
@@ -249,7 +249,8 @@ def write_all(out_dir: str | Path, fmt: str = "png", hparams: Mapping[str, Mappi
 
     One file per activation (``<name>.<fmt>``, f beside f'), ``rectifier_family.<fmt>`` and
     ``overview.<fmt>``. ``only`` restricts them to some activation names (aliases too) and/or
-    figure names (``rectifier_family``, ``overview``). ``hparams``: name → hyper-parameters.
+    figure names (``rectifier_family``, ``overview``) and/or sets (``modern``, ``every``:
+    :func:`actlab.registry.select`); without it, the chapter's seven and both figures. ``hparams``: name → hyper-parameters.
     Every name and hyper-parameter is checked before anything is written.
     """
     if fmt not in FORMATS:
@@ -266,10 +267,12 @@ def write_all(out_dir: str | Path, fmt: str = "png", hparams: Mapping[str, Mappi
                 picked.append(key)
                 continue
             try:
-                picked.append(registry.canonical(item))
+                picked += registry.select([item])
             except ValueError:
-                raise ValueError(f"unknown figure {item!r}; valid: {', '.join(wanted)}") from None
-        wanted = [w for w in wanted if w in picked]
+                raise ValueError(f"unknown figure {item!r}; valid: {', '.join(wanted)}, another activation of "
+                                 f"{', '.join(registry.names(registry.EVERY))} or a set "
+                                 f"({', '.join([registry.ALL, *registry.groups()])})") from None
+        wanted = [w for w in [*registry.names(registry.EVERY), *FIGURES] if w in picked]
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")

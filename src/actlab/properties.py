@@ -19,7 +19,8 @@ How each cell is measured:
     on that side f' is non-zero at every grid point with 1 ≤ |x| ≤ 10, never grows along
     |x| = 1, 10, 100, 1e3, 1e4, and falls by at least :data:`SATURATION_FACTOR` from |x| = 1 to
     |x| = 1e4: f' tends to 0 without being 0. ``saturation_onset``: the innermost grid x beyond
-    which |f'| < :data:`SATURATION_FRACTION` · max|f'| (σ: |x| > 5.07, the chapter's "|x| > 5").
+    which :func:`actlab.reference.saturated` holds: |f'| < 2.5% · max|f'| (σ: |x| > 5.07, the
+    chapter's "|x| > 5"), the definition the lab's monitors use too.
 ``dead_zone``
     f' == 0 exactly on at least two consecutive grid points. ``dead_zone_intervals`` lists them,
     extended to ±inf where f' is also 0 at ±10..±1e4.
@@ -59,6 +60,8 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from . import registry
+from .factory import get, layer
+from .reference import SATURATION_RATIO, saturated
 
 __all__ = ["of", "table", "relative_costs", "to_jsonable", "render", "FORMATS", "GRID"]
 
@@ -70,8 +73,9 @@ FAR: np.ndarray = 10.0 ** np.arange(1, 5)
 TAIL: np.ndarray = 10.0 ** np.arange(1, 309)
 #: f' must fall by this factor from |x| = 1 to |x| = 1e4 to count as saturating
 SATURATION_FACTOR = 1e-6
-#: the saturation region: |f'| below this fraction of max|f'| (sigmoid: |x| > 5.07)
-SATURATION_FRACTION = 0.025
+#: the saturation region: |f'| below this fraction of max|f'| (sigmoid: |x| > 5.07); the one
+#: definition, :func:`actlab.reference.saturated`, kept under its old name here
+SATURATION_FRACTION = SATURATION_RATIO
 #: |E[f(X)]| below this counts as zero-centred (the quadrature is accurate to ~1e-15)
 ZERO_MEAN_TOL = 1e-9
 _KINK_DELTA = 1e-9
@@ -114,8 +118,6 @@ def _pointwise(method: Callable[[np.ndarray], np.ndarray], hp: Mapping[str, Any]
 
 
 def _functions(name: str, hp: Mapping[str, Any]) -> tuple[registry.Entry, dict[str, Any], Any, Callable, Callable]:
-    from . import get
-
     e, filled = registry.resolve(name, hp)
     ref = get(e.name, **filled)
     return e, filled, ref, _pointwise(ref.forward, filled), _pointwise(ref.grad, filled)
@@ -158,7 +160,7 @@ def _saturates(g: Callable, side: int) -> bool:
 
 def _saturation_onset(g: Callable, side: int, max_grad: float) -> float | None:
     pts = GRID[GRID >= 0] if side > 0 else GRID[GRID <= 0][::-1]  # from 0 outwards
-    below = np.abs(g(pts)) < SATURATION_FRACTION * max_grad
+    below = saturated(g(pts), max_grad)
     if not below[-1]:
         return None
     inside = np.nonzero(~below)[0]
@@ -213,8 +215,6 @@ def _layer_input(n: int, hp: Mapping[str, Any], values: Any = None) -> Any:
 def _stochastic(name: str, hp: Mapping[str, Any]) -> bool:
     import torch
 
-    from . import layer
-
     m = layer(name, **hp).train()
     x = _layer_input(256, hp, values=np.linspace(-3, 3, 256))
     with torch.no_grad():
@@ -252,8 +252,6 @@ def relative_costs(specs: Mapping[str, Mapping[str, Any]], *, elements: int = 1_
 def _time_layers(specs: Mapping[str, Mapping[str, Any]], elements: int, repeats: int,
                  warmup: int) -> dict[str, float]:
     import torch
-
-    from . import layer
 
     runs: dict[str, tuple[Any, Any, Any]] = {}
     for name, hp in {"relu": {}, **{registry.canonical(k): v for k, v in specs.items()}}.items():
@@ -347,14 +345,15 @@ def table(hparams: Mapping[str, Mapping[str, Any]] | None = None, *, names: Iter
     """The property table: canonical name → :func:`of`'s dict, in the chapter's order.
 
     ``hparams`` maps names (or aliases) to hyper-parameters, e.g.
-    ``{"leaky_relu": {"negative_slope": 0}}``; ``names`` restricts the rows. All costs are
+    ``{"leaky_relu": {"negative_slope": 0}}``; ``names`` picks the rows (default: the chapter's
+    seven): activation names, aliases or sets (``modern``, ``every``; :func:`actlab.registry.select`). All costs are
     measured together (one interleaved run), so they share one ReLU baseline.
     """
     hp = {}
     for key, value in (hparams or {}).items():
         e, filled = registry.resolve(key, value)  # validates even rows not shown
         hp[e.name] = filled
-    wanted = registry.names() if names is None else list(dict.fromkeys(registry.canonical(n) for n in names))
+    wanted = registry.names() if names is None else registry.select(names)
     rows = {n: _measure(registry.entry(n), hp.get(n) or registry.resolve(n)[1]) for n in wanted}
     if measure_cost:
         costs = relative_costs({n: rows[n]["hparams"] for n in wanted}, elements=cost_elements,

@@ -24,11 +24,33 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+from scipy import special
 
-__all__ = ["Reference", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "PReLU", "RReLU", "ELU"]
+__all__ = ["Reference", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "PReLU", "RReLU", "ELU", "GELU", "SiLU", "SELU",
+           "Mish", "rrelu_test_slope", "saturated", "SATURATION_RATIO", "SATURATED_UNIT_FRACTION"]
+
+#: The one definition of saturation, used by the property table, the figures and the lab's
+#: monitors: x is in f's saturation region when |f'(x)| < SATURATION_RATIO · max|f'| (sigmoid:
+#: |x| > 5.07, the chapter's "|x| > 5"; tanh: |x| > 2.54; ELU with α = 1: x < −3.69).
+SATURATION_RATIO = 0.025
+#: The lab's monitors call a unit saturated when at least this fraction of its inputs in an
+#: epoch lie in the saturation region.
+SATURATED_UNIT_FRACTION = 0.99
+
+
+def saturated(grad: Any, max_grad: Any) -> Any:
+    """Elementwise: |f'(x)| < :data:`SATURATION_RATIO` · max|f'|, for NumPy arrays and torch tensors."""
+    return abs(grad) < SATURATION_RATIO * max_grad
+
+
+def rrelu_test_slope(lower: float, upper: float, form: str) -> float:
+    """RReLU's eval slope: E[a] = (lower + upper)/2 (slope form) or 1/E[a] (divisor form)."""
+    mean = (lower + upper) / 2
+    return mean if form == "slope" else 1 / mean
 
 
 def _float(x: Any) -> np.ndarray:
@@ -234,8 +256,7 @@ class RReLU(Reference):
     @property
     def test_slope(self) -> float:
         """The slope used in eval: E[a] (slope form) or 1 / E[a] (divisor form)."""
-        mean = (self.lower + self.upper) / 2
-        return mean if self.form == "slope" else 1 / mean
+        return rrelu_test_slope(self.lower, self.upper, self.form)
 
     def slope_bounds(self) -> tuple[float, float]:
         """The interval of slopes training can draw."""
@@ -285,3 +306,116 @@ class ELU(Reference):
         neg = (self.alpha * np.exp(np.minimum(x, 0))).astype(x.dtype, copy=False)
         g = np.where(x > 0, np.ones((), x.dtype), neg).astype(x.dtype, copy=False)
         return np.where(np.isnan(x), x, g)
+
+
+# --- today's defaults beside the chapter's seven: smooth, computed in float64 --------------------
+
+
+def _in64(fn: Any, x: Any, at_neg_inf: float, at_pos_inf: float | None) -> np.ndarray:
+    """``fn`` of x in float64, cast back to x's dtype; the limits at ±inf set explicitly (the
+    products x·σ(x) and the like are inf·0 there). ``at_pos_inf=None``: f(+inf) = +inf."""
+    x = _float(x)
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        y = fn(np.where(np.isinf(x64), 0.0, x64))
+    y = np.where(x64 == -np.inf, at_neg_inf, y)
+    y = np.where(x64 == np.inf, np.inf if at_pos_inf is None else at_pos_inf, y)
+    return np.where(np.isnan(x64), x64, y).astype(x.dtype, copy=False)
+
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+class GELU(Reference):
+    """Gaussian error linear unit (Hendrycks & Gimpel 2016): f(x) = x·Φ(x), Φ the normal CDF.
+
+    ``approximate="none"``: f'(x) = Φ(x) + x·φ(x), φ the normal density.
+    ``approximate="tanh"``: f(x) = x/2·(1 + tanh u), u = √(2/π)(x + 0.044715x³);
+    f'(x) = (1 + tanh u)/2 + x/2·(1 − tanh² u)·√(2/π)(1 + 3·0.044715x²).
+    Φ is taken as erfc(−x/√2)/2, and 1 + tanh u as 2σ(2u) (1 − tanh² u as 4σ(2u)σ(−2u)): both
+    keep the far left tail, where 1 + tanh u would round to 0 for x < −7.2 and fake a dead zone.
+    """
+
+    name = "gelu"
+    _C = 0.044715
+    _K = math.sqrt(2 / math.pi)
+
+    def __init__(self, *, approximate: str = "none") -> None:
+        super().__init__(approximate=approximate)
+        self.approximate = approximate
+
+    def _gate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(σ(2u), σ(−2u), x clipped): (1 + tanh u)/2 and (1 − tanh u)/2 without cancellation."""
+        xc = np.clip(x, -1e3, 1e3)  # σ(2u) is 0 or 1 long before; x³ stays finite
+        u2 = 2 * self._K * (xc + self._C * xc ** 3)
+        return _sigmoid64(u2), _sigmoid64(-u2), xc
+
+    def forward(self, x: Any) -> np.ndarray:
+        if self.approximate == "tanh":
+            return _in64(lambda v: v * self._gate(v)[0], x, 0.0, None)
+        return _in64(lambda v: v * 0.5 * special.erfc(-v / math.sqrt(2)), x, 0.0, None)
+
+    def grad(self, x: Any) -> np.ndarray:
+        if self.approximate == "tanh":
+            def g(v: np.ndarray) -> np.ndarray:
+                s, s_neg, vc = self._gate(v)  # (1 + t)/2 = s; (1 − t²)/2 = 2·s·s_neg
+                return s + 2 * vc * s * s_neg * self._K * (1 + 3 * self._C * vc * vc)
+            return _in64(g, x, 0.0, 1.0)
+        return _in64(lambda v: 0.5 * special.erfc(-v / math.sqrt(2)) + v * np.exp(-v * v / 2) / math.sqrt(2 * math.pi),
+                     x, 0.0, 1.0)
+
+
+class SiLU(Reference):
+    """Sigmoid linear unit, Swish with β = 1 (Elfwing et al. 2018; Ramachandran et al. 2017).
+
+    f(x) = x·σ(x);  f'(x) = σ(x)·(1 + x·(1 − σ(x))) = σ(x) + x·σ(x)·σ(−x).
+    """
+
+    name = "silu"
+
+    def forward(self, x: Any) -> np.ndarray:
+        return _in64(lambda v: v * _sigmoid64(v), x, 0.0, None)
+
+    def grad(self, x: Any) -> np.ndarray:
+        return _in64(lambda v: _sigmoid64(v) * (1 + v * _sigmoid64(-v)), x, 0.0, 1.0)
+
+
+class SELU(Reference):
+    """Scaled ELU (Klambauer et al. 2017), the self-normalising constants λ and α.
+
+    f(x) = λx for x > 0, λα(e^x − 1) otherwise;  f'(x) = λ for x > 0, λα·e^x = f(x) + λα
+    otherwise (so f'(0) = λα, the left derivative, as torch's backward).
+    """
+
+    name = "selu"
+    #: λ and α of Klambauer et al. (eq. 14), to the digits torch uses
+    SCALE = 1.0507009873554804934193349852946
+    ALPHA = 1.6732632423543772848170429916717
+
+    def forward(self, x: Any) -> np.ndarray:
+        return _in64(lambda v: self.SCALE * np.where(v > 0, v, self.ALPHA * np.expm1(np.minimum(v, 0))),
+                     x, -self.SCALE * self.ALPHA, None)
+
+    def grad(self, x: Any) -> np.ndarray:
+        return _in64(lambda v: self.SCALE * np.where(v > 0, 1.0, self.ALPHA * np.exp(np.minimum(v, 0))),
+                     x, 0.0, self.SCALE)
+
+
+class Mish(Reference):
+    """Mish (Misra 2019): f(x) = x·tanh(softplus(x)), softplus(x) = ln(1 + e^x).
+
+    f'(x) = tanh(sp) + x·(1 − tanh²(sp))·σ(x), sp = softplus(x).
+    """
+
+    name = "mish"
+
+    def forward(self, x: Any) -> np.ndarray:
+        return _in64(lambda v: v * np.tanh(np.logaddexp(0, v)), x, 0.0, None)
+
+    def grad(self, x: Any) -> np.ndarray:
+        def g(v: np.ndarray) -> np.ndarray:
+            t = np.tanh(np.logaddexp(0, v))
+            return t + v * (1 - t * t) * _sigmoid64(v)
+        return _in64(g, x, 0.0, 1.0)

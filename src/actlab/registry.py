@@ -1,18 +1,34 @@
-"""The one table of activations: name → hyper-parameters, NumPy reference, PyTorch layer.
+"""The one table of activations: name → hyper-parameters, reference class, layer class, capabilities.
 
 Everything else in actlab reads this table: the factories (:func:`actlab.get`,
-:func:`actlab.layer`), the CLI's choices, the property table, the figures, the lab and the test
-matrices. Adding an activation means writing its maths in :mod:`actlab.reference`, its module in
-:mod:`actlab.layers`, and one :class:`Entry` in :data:`ENTRIES` below; no test, CLI or doc file.
+:func:`actlab.layer`), the CLI's choices, the property table, the figures, the lab, the monitors
+and the test matrices. An :class:`Entry` holds the objects themselves (the reference class, the
+layer class, the ``torch.nn`` twin) and what the rest of the library asks of an activation
+(its family, its per-channel parameter, whether it is stochastic, its test slope), so nothing
+outside this table compares an activation's name to a literal.
+
+This module sits at the bottom of the package (it imports nothing of actlab): the entries of
+the built-in activations are declared in :mod:`actlab.catalog`, which registers them on import.
+Adding an activation is a reference class, a layer class and one :func:`register` call — from
+anywhere, a test included (:func:`registered` undoes it on exit)::
+
+    with registry.registered(Entry(name="softsign", ..., reference=Softsign, layer=SoftsignLayer)):
+        actlab.layer("softsign")  # and ``actlab list``, ``props``, ``plot``, the lab, swap
+
+Groups: the chapter's seven (``"chapter"``), today's defaults beside them (``"modern"``: GELU,
+SiLU, SELU, Mish), and any other group name a plug-in chooses. :func:`names` with no argument
+is the chapter's seven — what ``all`` means on the command line; ``every`` is all of them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-__all__ = ["HParam", "Entry", "ENTRIES", "names", "entry", "resolve", "canonical"]
+__all__ = ["HParam", "Entry", "register", "unregister", "registered", "entries", "names", "entry", "resolve",
+           "canonical", "groups", "select", "is_set", "ALL", "CHAPTER", "MODERN", "EVERY", "FAMILIES"]
 
 _INF = math.inf
 
@@ -64,159 +80,156 @@ class HParam:
         return value
 
 
+#: the group of the chapter's seven activations: the default set ("all" on the command line)
+CHAPTER = "chapter"
+#: the group of today's defaults beside them: GELU, SiLU, SELU, Mish
+MODERN = "modern"
+#: not a group: every registered activation
+EVERY = "every"
+#: "rectifier": the identity for x > 0 and a line through 0 (slope a ≥ 0) for x ≤ 0, so "dead"
+#: (never positive) means something; "smooth": anything else
+FAMILIES = ("rectifier", "smooth")
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One activation: everything actlab knows about it, in one place."""
+    """One activation: everything actlab knows about it, in one place.
+
+    ``reference`` is a subclass of :class:`actlab.reference.Reference` and ``layer`` of
+    :class:`actlab.layers.Activation`, both with ``name`` equal to the entry's; ``torch_twin`` is
+    the ``torch.nn`` class the layer equals (called with the same hyper-parameters where they
+    exist there) or None.
+    """
 
     name: str
     title: str  # how the chapter and the papers write it
     formula: str  # f(x), one line
     derivative: str  # f'(x), one line, with the choice at the kink
     paper: str
+    reference: type
+    layer: type
+    torch_twin: type | None = None
+    family: str = "smooth"  # one of FAMILIES
+    group: str = CHAPTER  # CHAPTER, MODERN or a plug-in's own word
     hparams: tuple[HParam, ...] = ()
     aliases: tuple[str, ...] = ()
     learned: tuple[str, ...] = ()  # names of learned parameters (tensor attributes of the layer)
-    #: cross-parameter rules and form-dependent defaults: (act, filled) -> filled, or ValueError
+    #: the hyper-parameter that sets one learned value per channel (PReLU's ``num_parameters``);
+    #: the lab and :func:`actlab.swap` size it to each layer when given as "channel"
+    per_channel: str | None = None
+    stochastic: bool = False  # training draws noise (RReLU); the layer takes ``seed``
+    #: the slope the eval function has for x ≤ 0, from the resolved hyper-parameters (RReLU)
+    test_slope: Callable[[Mapping[str, Any]], float] | None = None
+    #: cross-parameter rules and form-dependent defaults: filled -> filled, or ValueError
     finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    reference: str = ""  # class name in actlab.reference
-    layer: str = ""  # class name in actlab.layers
-    torch_native: str = ""  # the torch.nn class this one replaces (for swap and benchmarks)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.name}: invalid family={self.family!r}; valid: {', '.join(FAMILIES)}")
+        if self.group == EVERY:
+            raise ValueError(f"{self.name}: group {EVERY!r} means all of them; valid: any other word")
+        for role, cls in (("reference", self.reference), ("layer", self.layer)):
+            if getattr(cls, "name", None) != self.name:
+                raise ValueError(f"{self.name}: the {role} class {cls.__name__} has name "
+                                 f"{getattr(cls, 'name', None)!r}; valid: {self.name!r}")
+        if self.per_channel is not None and self.per_channel not in {h.name for h in self.hparams}:
+            raise ValueError(f"{self.name}: per_channel={self.per_channel!r} is not a hyper-parameter")
+
+    @property
+    def torch_native(self) -> str:
+        """The twin's class name in ``torch.nn`` ("" if none)."""
+        return "" if self.torch_twin is None else self.torch_twin.__name__
 
     def defaults(self) -> dict[str, Any]:
         return {h.name: h.default for h in self.hparams}
 
 
-def _rrelu_finish(hp: dict[str, Any]) -> dict[str, Any]:
-    # The two published parametrisations take different ranges, so their defaults differ:
-    # slope form (PyTorch): a ~ U(1/8, 1/3); divisor form (Xu et al. 2015): y = x/a, a ~ U(3, 8).
-    if hp["form"] == "slope":
-        lo = 1 / 8 if hp["lower"] is None else hp["lower"]
-        hi = 1 / 3 if hp["upper"] is None else hp["upper"]
-        lo = HParam("lower", None, "", low=0.0, high=1.0).check("rrelu", lo)
-        hi = HParam("upper", None, "", low=0.0, high=1.0).check("rrelu", hi)
-    else:
-        lo = 3.0 if hp["lower"] is None else hp["lower"]
-        hi = 8.0 if hp["upper"] is None else hp["upper"]
-        lo = HParam("lower", None, "", low=1.0).check("rrelu", lo)
-        hi = HParam("upper", None, "", low=1.0).check("rrelu", hi)
-    if lo > hi:
-        raise ValueError(f"rrelu: lower={lo:g} > upper={hi:g}; valid: lower <= upper")
-    return {**hp, "lower": lo, "upper": hi}
+_BY_NAME: dict[str, Entry] = {}  # in registration order: the chapter's, then the modern ones
+_ALIASES: dict[str, str] = {}
 
 
-_RRELU_RULE = "float in [0, 1] (form='slope') or [1, inf) (form='divisor'), lower <= upper"
-_SLOPE = HParam("negative_slope", 0.01, "slope a for x < 0 (the chapter: 0.01 or 0.001)", low=0.0, high=1.0)
-
-#: The seven activations of the chapter, in its order.
-ENTRIES: tuple[Entry, ...] = (
-    Entry(
-        name="sigmoid",
-        title="Sigmoid",
-        formula="σ(x) = 1 / (1 + exp(−x))",
-        derivative="σ'(x) = σ(x)(1 − σ(x))",
-        paper="logistic function (chapter eq. 8.1)",
-        aliases=("logistic",),
-        reference="Sigmoid",
-        layer="Sigmoid",
-        torch_native="Sigmoid",
-    ),
-    Entry(
-        name="tanh",
-        title="tanh",
-        formula="tanh(x) = 2σ(2x) − 1",
-        derivative="tanh'(x) = 1 − tanh²(x)",
-        paper="hyperbolic tangent (chapter eq. 8.2)",
-        reference="Tanh",
-        layer="Tanh",
-        torch_native="Tanh",
-    ),
-    Entry(
-        name="relu",
-        title="ReLU",
-        formula="max(0, x)",
-        derivative="1 if x > 0, else 0 (so relu'(0) = 0)",
-        paper="Nair & Hinton, ICML 2010",
-        aliases=("rectifier",),
-        reference="ReLU",
-        layer="ReLU",
-        torch_native="ReLU",
-    ),
-    Entry(
-        name="leaky_relu",
-        title="Leaky ReLU",
-        formula="x if x > 0, else a·x",
-        derivative="1 if x > 0, else a (so f'(0) = a)",
-        paper="Maas, Hannun & Ng, ICML 2013",
-        hparams=(_SLOPE,),
-        aliases=("leaky", "lrelu", "leakyrelu"),
-        reference="LeakyReLU",
-        layer="LeakyReLU",
-        torch_native="LeakyReLU",
-    ),
-    Entry(
-        name="prelu",
-        title="Parametric ReLU",
-        formula="x if x > 0, else a·x, a learned (one per layer or per channel)",
-        derivative="∂f/∂x = 1 if x > 0, else a; ∂f/∂a = 0 if x > 0, else x",
-        paper="He, Zhang, Ren & Sun, ICCV 2015",
-        hparams=(
-            HParam("num_parameters", 1, "1: one a shared by the layer; C: one a per channel", kind=int, low=1),
-            HParam("init", 0.25, "initial value of a", low=-_INF),
-            HParam("channel_axis", 1, "axis of the channels (1 for NCHW, -1 for channels-last)", kind=int),
-        ),
-        aliases=("parametric_relu",),
-        learned=("weight",),
-        reference="PReLU",
-        layer="PReLU",
-        torch_native="PReLU",
-    ),
-    Entry(
-        name="rrelu",
-        title="Randomized ReLU",
-        formula="slope form: x if x ≥ 0, else a·x, a ~ U(lower, upper); divisor form: x/a",
-        derivative="1 if x > 0, else the slope drawn (training) or its test value (eval)",
-        paper="Xu, Wang, Chen & Li, arXiv:1505.00853, 2015",
-        hparams=(
-            HParam("lower", None, "lower bound of a (default 1/8 slope form, 3 divisor form)", low=0.0,
-                   rule=_RRELU_RULE),
-            HParam("upper", None, "upper bound of a (default 1/3 slope form, 8 divisor form)", low=0.0,
-                   rule=_RRELU_RULE),
-            HParam("form", "slope", "'slope': a is the slope (PyTorch); 'divisor': y = x/a (Xu et al.)",
-                   kind=str, choices=("slope", "divisor")),
-        ),
-        aliases=("randomized_relu",),
-        finish=_rrelu_finish,
-        reference="RReLU",
-        layer="RReLU",
-        torch_native="RReLU",
-    ),
-    Entry(
-        name="elu",
-        title="ELU",
-        formula="x if x > 0, else α(exp(x) − 1)",
-        derivative="1 if x > 0, else α·exp(x) = f(x) + α (so f'(0) = α)",
-        paper="Clevert, Unterthiner & Hochreiter, ICLR 2016",
-        hparams=(HParam("alpha", 1.0, "α, the value f tends to for x → −∞ is −α", low=0.0),),
-        reference="ELU",
-        layer="ELU",
-        torch_native="ELU",
-    ),
-)
-
-_BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
-_ALIASES: dict[str, str] = {a: e.name for e in ENTRIES for a in (e.name, *e.aliases)}
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
 
 
-def names() -> list[str]:
-    """The canonical names, in the chapter's order."""
-    return [e.name for e in ENTRIES]
+def register(e: Entry) -> Entry:
+    """Add ``e`` to the table; its name and aliases must be new. Returns ``e``."""
+    keys = [_key(k) for k in (e.name, *e.aliases)]
+    taken = [k for k in keys if k in _ALIASES or k in (EVERY, ALL) or k in groups()]
+    if taken or len(set(keys)) != len(keys):
+        raise ValueError(f"{e.name}: the name {(taken or keys)[0]!r} is taken; valid: a name not in "
+                         f"{', '.join(sorted(_ALIASES))}")
+    _BY_NAME[e.name] = e
+    _ALIASES.update({k: e.name for k in keys})
+    return e
+
+
+def unregister(name: str) -> Entry:
+    """Remove the activation ``name`` (or alias) from the table; return its entry."""
+    e = entry(name)
+    del _BY_NAME[e.name]
+    for k in [k for k, v in _ALIASES.items() if v == e.name]:
+        del _ALIASES[k]
+    return e
+
+
+@contextlib.contextmanager
+def registered(e: Entry) -> Iterator[Entry]:
+    """``register(e)`` for the duration of a ``with`` block (a test's plug-in activation)."""
+    register(e)
+    try:
+        yield e
+    finally:
+        unregister(e.name)
+
+
+def groups() -> list[str]:
+    """The group names in registration order, then ``every``."""
+    return [*dict.fromkeys(e.group for e in _BY_NAME.values()), EVERY]
+
+
+def entries(group: str = EVERY) -> list[Entry]:
+    """The entries of ``group`` (``every``: all), in registration order."""
+    if group == EVERY:
+        return list(_BY_NAME.values())
+    if group not in groups():
+        raise ValueError(f"unknown group {group!r}; valid: {', '.join(groups())}")
+    return [e for e in _BY_NAME.values() if e.group == group]
+
+
+def names(group: str = CHAPTER) -> list[str]:
+    """The canonical names of ``group``: by default the chapter's seven, in its order."""
+    return [e.name for e in entries(group)]
+
+
+#: the word for the default set on the command line: the chapter's seven
+ALL = "all"
+
+
+def is_set(word: str) -> bool:
+    """Whether ``word`` names a set of activations (``all``, a group, ``every``), not one."""
+    return _key(word) in (ALL, *groups())
+
+
+def select(items: Iterable[str]) -> list[str]:
+    """Canonical names for ``items``, each a name, an alias or a set (``all``: the chapter's
+    seven; ``modern``; ``every``; any group), in order, without repeats."""
+    out: list[str] = []
+    for item in items:
+        key = _key(item)
+        if is_set(key):
+            out += names(CHAPTER if key == ALL else key)
+        else:
+            out.append(canonical(item))
+    return list(dict.fromkeys(out))
 
 
 def canonical(name: str) -> str:
     """The canonical name for ``name`` or one of its aliases (case and '-' insensitive)."""
-    key = str(name).strip().lower().replace("-", "_")
+    key = _key(name)
     if key not in _ALIASES:
-        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(names())}")
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(names(EVERY))} (or a set: "
+                         f"{', '.join([ALL, *groups()])})")
     return _ALIASES[key]
 
 

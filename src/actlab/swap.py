@@ -7,6 +7,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import registry
+from .factory import layer
+from .layers import Activation
+
 __all__ = ["swap", "ACTIVATION_TYPES", "CHANNELWISE"]
 
 #: torch.nn's elementwise activation modules that :func:`swap` replaces (plus actlab's own).
@@ -16,13 +20,12 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.Threshold,
 )
 
-#: ``num_parameters`` value that asks for one PReLU slope per channel, inferred per layer.
+#: The value of an entry's ``per_channel`` hyper-parameter (PReLU's ``num_parameters``) that asks
+#: for one learned value per channel, sized to each layer.
 CHANNELWISE = "channel"
 
 
 def _is_activation(m: nn.Module) -> bool:
-    from .layers import Activation
-
     return isinstance(m, (Activation, *ACTIVATION_TYPES))
 
 
@@ -89,12 +92,13 @@ def swap(model: nn.Module, name: str, *, example_input: Any = None, impl: str = 
         actlab.swap(model, "prelu", num_parameters="channel")
         actlab.swap(model, "rrelu", form="divisor")
     """
-    from . import layer, registry
-
-    canonical = registry.canonical(name)
-    channelwise = hparams.get("num_parameters") == CHANNELWISE
-    if channelwise and canonical != "prelu":
-        raise ValueError(f"{canonical}: num_parameters={CHANNELWISE!r} is for prelu only")
+    entry = registry.entry(name)
+    canonical, per_channel = entry.name, entry.per_channel
+    channelwise = CHANNELWISE in [v for k, v in hparams.items()]
+    if channelwise and (per_channel is None or hparams.get(per_channel) != CHANNELWISE):
+        having = [e.name for e in registry.entries() if e.per_channel]
+        raise ValueError(f"{canonical}: {CHANNELWISE!r} is for a per-channel hyper-parameter; valid: "
+                         f"{', '.join(f'{e}.{registry.entry(e).per_channel}' for e in having)}")
     targets = [n for n, m in model.named_modules() if n and _is_activation(m)]
     if not targets:
         raise ValueError("swap: the model has no activation modules (functional calls such as "
@@ -112,8 +116,9 @@ def swap(model: nn.Module, name: str, *, example_input: Any = None, impl: str = 
                 raise ValueError(f"swap: cannot infer the channel count of {qualified!r} (no Conv, Linear "
                                  f"or norm layer before it); valid: pass example_input=..., or an integer "
                                  f"num_parameters")
-            hp["num_parameters"], axis = width
-            hp.setdefault("channel_axis", axis)
+            hp[per_channel], axis = width
+            if "channel_axis" in {h.name for h in entry.hparams}:
+                hp.setdefault("channel_axis", axis)
         parent_name, _, child = qualified.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         old = getattr(parent, child)

@@ -90,7 +90,7 @@ def _one_line_error(capsys, argv):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--acts", "swish"], "unknown activation 'swish'"),
+    (["--acts", "softsign"], "unknown activation 'softsign'"),
     (["--acts", "relu:alpha=1"], "unknown hyper-parameter 'alpha'"),
     (["--acts", "leaky_relu:negative_slope=5"], "invalid negative_slope='5'; valid: float in [0, 1]"),
     (["--acts", "relu:x"], "expected NAME"),

@@ -10,43 +10,51 @@ from torch import nn
 import actlab
 from actlab import registry
 from actlab.lab import models
-from actlab.lab.monitors import SATURATION_FRACTION, SATURATION_RATIO, Monitor, _Layer, derivative, max_derivative
+from actlab import properties
+from actlab.lab.monitors import Monitor, _Layer
+from actlab.reference import SATURATED_UNIT_FRACTION, saturated
 
-VARIANTS = [  # (name, hparams): every activation, plus hyper-parameters that change the rule
-    *[(n, {}) for n in registry.names()],
+VARIANTS = [  # (name, hparams): every activation, plus hyper-parameters that change the region
+    *[(n, {}) for n in registry.names(registry.EVERY)],
     ("leaky_relu", {"negative_slope": 0.001}), ("leaky_relu", {"negative_slope": 0.3}),
     ("rrelu", {"form": "divisor"}), ("elu", {"alpha": 0.005}), ("elu", {"alpha": 300.0}), ("elu", {"alpha": 0.5}),
 ]
 
 
 def _layer(name, hp, channels=4):
-    m = actlab.layer(name, **hp) if name != "prelu" else actlab.layer(name, num_parameters=channels)
-    if name == "prelu":  # channel slopes on both sides of the 0.01 rule, one negative
+    per_channel = registry.entry(name).per_channel
+    m = actlab.layer(name, **hp) if per_channel is None else actlab.layer(name, **{per_channel: channels})
+    if per_channel:  # PReLU: channel slopes on both sides of the 2.5% rule, one negative
         with torch.no_grad():
             m.weight.copy_(torch.tensor([0.0, 0.005, 0.25, -2.0])[:channels])
     return m
 
 
 @pytest.mark.parametrize("name, hp", VARIANTS)
-def test_derivative_is_the_references(name, hp):
-    m = _layer(name, hp).eval()
-    x = torch.linspace(-12, 12, 97, dtype=torch.float64).reshape(1, 1, -1).repeat(1, 4, 1)
-    ref = actlab.get(name, **hp) if name != "prelu" else actlab.reference.PReLU(
-        num_parameters=4, weight=m.weight.detach().double().numpy())
-    np.testing.assert_allclose(derivative(m, x).numpy(), ref.grad(x.numpy()), rtol=1e-9, atol=1e-15)
-    assert torch.all(derivative(m, x).abs() <= torch.as_tensor(max_derivative(m, x)) + 1e-12)
-
-
-@pytest.mark.parametrize("name, hp", VARIANTS)
-def test_closed_form_regions_agree_with_the_derivative(name, hp):
+def test_saturated_counts_are_the_layers_derivative_under_the_one_definition(name, hp):
     m = _layer(name, hp)
     layer = _Layer(0, "l", m, None)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 4, 5, 5, generator=g) * 6
     layer.observe(x)
-    direct = (derivative(m, x).abs() < SATURATION_RATIO * max_derivative(m, x)).sum((0, 2, 3))
+    direct = (m.derivative(x).abs() < 0.025 * torch.as_tensor(m.max_derivative(x))).sum((0, 2, 3))
     assert torch.equal(layer.low, direct)
     assert layer.count == 16 * 25
+    assert layer.positive is None or torch.equal(layer.positive, (x > 0).sum((0, 2, 3)))
+    assert (layer.positive is not None) is (registry.entry(name).family == "rectifier")
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu", "gelu", "silu", "selu", "mish"])
+def test_monitors_and_property_table_share_the_saturation_region(name):
+    """Where the property table puts the onset of saturation, the monitors start counting."""
+    onset = properties.of(name, measure_cost=False)["saturation_onset"]
+    m = actlab.layer(name).eval()
+    for side, sign in (("left", -1), ("right", 1)):
+        if onset[side] is None:
+            continue
+        inside, outside = torch.tensor([onset[side] - sign * 0.011]), torch.tensor([onset[side] + sign * 0.01])
+        assert not saturated(m.derivative(inside), m.max_derivative(inside)).item(), (name, side)
+        assert saturated(m.derivative(outside), m.max_derivative(outside)).item(), (name, side)
 
 
 def _net(act, features=3):
@@ -83,7 +91,7 @@ def test_saturation_needs_99_percent_of_inputs():
     row = mon.end_epoch(1)[0]
     assert row["dead"] is None  # not a rectifier
     assert row["saturated"] == 1
-    assert SATURATION_FRACTION == 0.99
+    assert SATURATED_UNIT_FRACTION == 0.99
 
 
 def test_gradient_norm_is_that_of_the_layer_the_activation_follows():

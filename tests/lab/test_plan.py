@@ -18,6 +18,7 @@ def labels(text):
 def test_all_is_the_seven_in_the_chapters_order():
     assert labels("all") == registry.names()
     assert labels("relu, all ,relu") == ["relu"] + [n for n in registry.names() if n != "relu"]
+    assert labels("modern") == registry.names("modern") and len(labels("every")) == len(registry.names("every"))
 
 
 def test_variant_labels_name_what_differs_from_the_defaults():
@@ -45,7 +46,7 @@ def test_several_leaky_slopes_and_both_rrelu_forms():
 
 
 @pytest.mark.parametrize("text, match", [
-    ("swish", "unknown activation 'swish'"),
+    ("softsign", "unknown activation 'softsign'"),
     ("relu:alpha=1", "unknown hyper-parameter 'alpha'"),
     ("leaky_relu:negative_slope=2", "invalid negative_slope"),
     ("leaky_relu:negative_slope=abc", "invalid negative_slope"),

@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import registry
 from . import stats
-from .monitors import SATURATION_FRACTION, SATURATION_RATIO
+from ..reference import SATURATED_UNIT_FRACTION, SATURATION_RATIO
 from .store import Store
 
 __all__ = ["analyse", "auto_target", "ALPHA", "CONFIDENCE", "DEFINITIONS"]
@@ -57,7 +57,7 @@ DEFINITIONS = {
                       "is at or below the target; seconds count training steps only (no evaluation, no monitors)",
     "unit": "a channel of a feature map or a feature of a fully-connected layer",
     "dead": "rectifiers only: a unit whose input was never > 0 over the epoch's training batches",
-    "saturated": f"a unit with |f'(x)| < {SATURATION_RATIO:g} x max|f'| for at least {SATURATION_FRACTION:.0%} "
+    "saturated": f"a unit with |f'(x)| < {SATURATION_RATIO:g} x max|f'| for at least {SATURATED_UNIT_FRACTION:.0%} "
                  "of its inputs in the epoch (f' from the activation's own formula)",
     "gradient norm": "L2 norm of the loss gradient w.r.t. the weight of the layer the activation follows, "
                      "mean over the epoch's steps",

@@ -38,11 +38,8 @@ INITS = ("kaiming", "xavier")
 #: bump it when a change to training would change results, so old and new runs never mix.
 PROTOCOL = 1
 
-_SHORTHANDS = {  # (act, token) -> (hparam, value)
-    ("prelu", "channelwise"): ("num_parameters", CHANNELWISE),
-    ("prelu", "channel"): ("num_parameters", CHANNELWISE),
-    ("prelu", "shared"): ("num_parameters", "1"),
-}
+#: shorthands for an entry's per-channel hyper-parameter (PReLU's num_parameters): token -> value
+_PER_CHANNEL_SHORTHANDS = {"channelwise": CHANNELWISE, "channel": CHANNELWISE, "shared": "1"}
 
 
 # --- variants ---------------------------------------------------------------------------------
@@ -71,12 +68,14 @@ def _fmt(value: Any) -> str:
 
 
 def _resolve(act: str, given: dict[str, Any]) -> dict[str, Any]:
-    """``registry.resolve`` that also accepts PReLU's ``num_parameters=channel``."""
-    channel = act == "prelu" and str(given.get("num_parameters", "")).strip().lower() in (CHANNELWISE, "channelwise")
+    """``registry.resolve`` that also accepts ``channel`` for a per-channel hyper-parameter
+    (PReLU's ``num_parameters=channel``)."""
+    key = registry.entry(act).per_channel
+    channel = key is not None and str(given.get(key, "")).strip().lower() in (CHANNELWISE, "channelwise")
     if channel:
-        given = {**given, "num_parameters": 1}
+        given = {**given, key: 1}
     _, hp = registry.resolve(act, given)
-    return {**hp, "num_parameters": CHANNELWISE} if channel else hp
+    return {**hp, key: CHANNELWISE} if channel else hp
 
 
 def _variant(act: str, given: dict[str, Any]) -> Variant:
@@ -85,8 +84,9 @@ def _variant(act: str, given: dict[str, Any]) -> Variant:
     # The label shows a given value only where it changes something: ``rrelu:form=divisor:lower=3``
     # is ``rrelu(form=divisor)``, since 3 is the divisor form's default lower bound.
     shown = [k for k in given if _matters(act, given, k, hp)]
-    if act == "prelu" and hp["num_parameters"] == CHANNELWISE:
-        parts = [CHANNELWISE] + [f"{k}={_fmt(hp[k])}" for k in shown if k != "num_parameters"]
+    key = registry.entry(act).per_channel
+    if key is not None and hp[key] == CHANNELWISE:
+        parts = [CHANNELWISE] + [f"{k}={_fmt(hp[k])}" for k in shown if k != key]
     else:
         parts = [f"{k}={_fmt(hp[k])}" for k in shown]
     label = f"{act}({', '.join(parts)})" if parts else act
@@ -104,24 +104,27 @@ def _matters(act: str, given: dict[str, Any], key: str, resolved: dict[str, Any]
 def parse_variants(text: str) -> list[Variant]:
     """``"relu,prelu:channelwise,leaky_relu:negative_slope=0.1"`` → variants, duplicates removed.
 
-    ``all`` stands for the seven activations at their defaults. Raises ``ValueError`` (one line)
+    ``all`` stands for the chapter's seven activations at their defaults, ``modern`` for GELU,
+    SiLU, SELU and Mish, ``every`` for all registered ones (any registry group name works). Raises ``ValueError`` (one line)
     for an unknown activation or hyper-parameter, an invalid value, or a malformed item.
     """
     out: dict[tuple[str, tuple[tuple[str, Any], ...]], Variant] = {}
     items = [s.strip() for s in str(text).split(",") if s.strip()]
     if not items:
-        raise ValueError(f"--acts {text!r}: no activation given; valid: all or names from {', '.join(registry.names())}")
+        raise ValueError(f"--acts {text!r}: no activation given; valid: {registry.ALL}, "
+                         f"{', '.join(registry.groups())} or names from {', '.join(registry.names(registry.EVERY))}")
     for item in items:
-        if item.lower() == "all":
-            found = [_variant(name, {}) for name in registry.names()]
+        if registry.is_set(item):
+            found = [_variant(name, {}) for name in registry.select([item])]
         else:
             name, *tokens = [t.strip() for t in item.split(":")]
             act = registry.canonical(name)
             given: dict[str, Any] = {}
             for token in tokens:
                 hp, eq, value = token.partition("=")
-                if (act, token.lower()) in _SHORTHANDS:
-                    hp, value = _SHORTHANDS[act, token.lower()]
+                per_channel = registry.entry(act).per_channel
+                if per_channel and token.lower() in _PER_CHANNEL_SHORTHANDS:
+                    hp, value = per_channel, _PER_CHANNEL_SHORTHANDS[token.lower()]
                 elif not (eq and hp and value):
                     raise ValueError(f"--acts item {item!r}: expected NAME[:HP=VALUE[:HP=VALUE]], "
                                      f"e.g. leaky_relu:negative_slope=0.1 or prelu:channelwise")

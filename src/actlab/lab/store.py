@@ -36,11 +36,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["Store", "DB_NAME", "SCHEMA_VERSION", "FINISHED", "STATUSES"]
+__all__ = ["Store", "DB_NAME", "SCHEMA_VERSION", "FINISHED"]
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = "1"
-STATUSES = ("done", "diverged", "failed")
 #: Statuses a rerun skips. A failed run (an exception, not divergence) is retried.
 FINISHED = ("done", "diverged")
 

@@ -35,9 +35,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-import actlab
-
+from .. import registry
+from ..factory import layer
+from ..optim import param_groups
 from ..swap import CHANNELWISE
+from ..version import __version__
 from . import models
 from .monitors import Monitor
 from .plan import RunSpec
@@ -121,7 +123,7 @@ def environment(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
-        "actlab": actlab.__version__,
+        "actlab": __version__,
         "device": str(dev),
         "torch_threads": torch.get_num_threads(),
     }
@@ -134,15 +136,16 @@ def environment(device: str) -> dict[str, Any]:
 def activation_factory(spec: RunSpec) -> models.ActFactory:
     """The spec's activation as a factory of modules, one per layer (gets the layer's width)."""
     hp = dict(spec.hparams)
+    entry = registry.entry(spec.act)
     layer_index = itertools.count()
 
     def make(channels: int) -> nn.Module:
         kw = dict(hp)
-        if spec.act == "prelu" and kw.get("num_parameters") == CHANNELWISE:
-            kw["num_parameters"] = channels
-        if spec.act == "rrelu":  # its own noise stream per layer, independent of the global RNG
+        if entry.per_channel and kw.get(entry.per_channel) == CHANNELWISE:  # PReLU: one slope per channel
+            kw[entry.per_channel] = channels
+        if entry.stochastic:  # RReLU: its own noise stream per layer, independent of the global RNG
             kw["seed"] = spec.seed * 1_000_003 + next(layer_index)
-        return actlab.layer(spec.act, **kw)
+        return layer(spec.act, **kw)
 
     return make
 
@@ -164,7 +167,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, device: torch.device) ->
 
 
 def _optimizer(spec: RunSpec, model: nn.Module) -> torch.optim.Optimizer:
-    groups = actlab.param_groups(model, spec.weight_decay)  # PReLU slopes: no weight decay
+    groups = param_groups(model, spec.weight_decay)  # PReLU slopes: no weight decay
     if spec.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
     if spec.optimizer == "adam":
