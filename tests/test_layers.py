@@ -7,6 +7,7 @@ they serve the tensor), so the fast paths are held to the same contract.
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import actlab
 from actlab import functional as F
 from actlab import layers, registry
 
-NAMES = registry.names()
+NAMES = registry.names(registry.EVERY)
 IMPLS = ["plain", "auto"]
 
 # non-default hyper-parameters each entry is also checked with (keys must be registry names)
@@ -27,6 +28,7 @@ VARIANTS = {
     "prelu": [{"init": 0.1}, {"init": -0.3}],
     "rrelu": [{"form": "divisor"}, {"lower": 0.05, "upper": 0.5}],
     "elu": [{"alpha": 0.5}],
+    "gelu": [{"approximate": "tanh"}],
 }
 CASES = [(n, {}) for n in NAMES] + [(n, hp) for n, hps in VARIANTS.items() for hp in hps]
 
@@ -43,7 +45,7 @@ def _eval(module: torch.nn.Module) -> torch.nn.Module:
 
 def _reference_for(name, hp, module):
     ref = actlab.get(name, **hp)
-    if name == "prelu":
+    if registry.entry(name).learned:  # PReLU: the layer's slopes
         ref.weight = module.weight.detach().double().numpy().copy()
     return ref
 
@@ -65,7 +67,7 @@ def test_layer_agrees_with_reference_forward_and_backward(name, hp, impl, dtype)
     tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(y.detach().numpy(), ref.forward(xn), **tol)
     np.testing.assert_allclose(x.grad.numpy(), ref.grad(xn) * upstream.numpy(), **tol)
-    if name == "prelu":
+    if registry.entry(name).learned:
         np.testing.assert_allclose(module.weight.grad.numpy(), ref.weight_grad(xn, upstream.numpy()), rtol=1e-5)
 
 
@@ -76,8 +78,9 @@ def test_gradcheck_float64(name, hp, impl):
     module = _eval(actlab.layer(name, impl=impl, **hp)).double()
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     x = torch.where(x.abs() < 1e-2, x + 0.1, x).requires_grad_(True)  # finite differences straddle no kink
-    inputs = (x, module.weight) if name == "prelu" else (x,)
-    fn = (lambda x, w: F.prelu(x, w, impl=impl)) if name == "prelu" else module
+    learned = registry.entry(name).learned  # PReLU: the slopes are checked too
+    inputs = (x, module.weight) if learned else (x,)
+    fn = (lambda x, w: F.prelu(x, w, impl=impl)) if learned else module
     assert torch.autograd.gradcheck(fn, inputs)
 
 
@@ -107,9 +110,9 @@ def test_rrelu_training_gradcheck_with_fixed_seed(impl, form):
 
 
 def test_defaults_and_argument_names_match_torch_nn():
-    for e in registry.ENTRIES:
-        ours = inspect.signature(getattr(layers, e.layer)).parameters
-        theirs = inspect.signature(getattr(torch.nn, e.torch_native)).parameters
+    for e in registry.entries():
+        ours = inspect.signature(e.layer).parameters
+        theirs = inspect.signature(e.torch_twin).parameters
         for name, p in theirs.items():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
@@ -120,12 +123,15 @@ def test_defaults_and_argument_names_match_torch_nn():
                 assert ours[name].default == p.default, (e.name, name)
 
 
+TWIN_CASES = [(n, {}) for n in NAMES] + [("gelu", {"approximate": "tanh"}), ("elu", {"alpha": 0.5})]
+
+
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("name", NAMES)
-def test_same_outputs_and_gradients_as_torch_nn(name, impl):
+@pytest.mark.parametrize("name,hp", TWIN_CASES, ids=[f"{n}-{hp}" for n, hp in TWIN_CASES])
+def test_same_outputs_and_gradients_as_torch_nn(name, hp, impl):
     torch.manual_seed(0)
-    ours = actlab.layer(name, impl=impl).eval()
-    theirs = getattr(torch.nn, registry.entry(name).torch_native)().eval()
+    ours = actlab.layer(name, impl=impl, **hp).eval()
+    theirs = registry.entry(name).torch_twin(**hp).eval()
     x = torch.randn(3, 1, 8, 8, requires_grad=True)
     x2 = x.detach().clone().requires_grad_(True)
     y, y2 = ours(x), theirs(x2)
@@ -142,7 +148,7 @@ def test_prelu_loads_a_torch_nn_state_dict():
     assert torch.equal(ours.weight, native.weight)
 
 
-@pytest.mark.parametrize("name", ["relu", "leaky_relu", "rrelu", "elu"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "rrelu", "elu", "silu", "selu", "mish"])
 def test_inplace_overwrites_the_input(name):
     module = actlab.layer(name, inplace=True).eval()
     x = torch.tensor([-2.0, 0.0, 3.0])
@@ -232,6 +238,9 @@ BAD = [
     (("leaky_relu",), {"negative_slope": float("nan")}, "invalid negative_slope=nan"),
     (("elu",), {"alhpa": 1}, "unknown option 'alhpa'"),
     (("relu",), {"impl": "cuda"}, "invalid impl='cuda'; valid: auto, plain, fast"),
+    (("gelu",), {"impl": "fast"}, "gelu: invalid impl='fast'; valid: auto, plain"),
+    (("gelu",), {"approximate": "erf"}, "invalid approximate='erf'; valid: one of 'none', 'tanh'"),
+    (("gelu",), {"inplace": True}, "gelu: unknown option 'inplace'; valid: approximate"),
 ]
 
 
@@ -240,7 +249,7 @@ def test_bad_input_is_one_line_value_error(args, kwargs, message):
     with pytest.raises(ValueError) as info:
         actlab.layer(*args, **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
-    if "impl" not in kwargs and "alhpa" not in kwargs:  # the reference checks the same values
+    if "impl" not in kwargs and "alhpa" not in kwargs and "inplace" not in kwargs:  # the reference checks the same values
         with pytest.raises(ValueError, match=message[:20].replace("(", r"\(").replace("[", r"\[")):
             actlab.get(*args, **kwargs)
 
@@ -250,3 +259,56 @@ def test_direct_class_construction_is_checked_too():
         layers.ELU(alpha=-0.1)
     with pytest.raises(ValueError, match="lower=0.5 > upper=0.1"):
         layers.RReLU(0.5, 0.1)
+
+
+# --- the derivative beside the forward (what the lab's monitors use) -------------------------------
+
+
+@pytest.mark.parametrize("name,hp", CASES, ids=[f"{n}-{hp}" for n, hp in CASES])
+def test_derivative_is_the_references_and_autograds(name, hp):
+    torch.manual_seed(0)
+    module = actlab.layer(name, impl="plain", **hp).eval().double()
+    x = torch.linspace(-12, 12, 481, dtype=torch.float64)
+    x = torch.cat([x, torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)]).reshape(1, 1, -1).repeat(1, 4, 1)
+    per_channel = registry.entry(name).per_channel
+    if per_channel:  # PReLU: one slope per channel, on both sides of 1, one negative
+        hp = {**hp, per_channel: 4}
+        module = actlab.layer(name, impl="plain", **hp).eval().double()
+        with torch.no_grad():
+            module.weight.copy_(torch.tensor([0.0, 0.005, 0.25, -2.0]))
+    ref = _reference_for(name, hp, module)
+    got = module.derivative(x)
+    np.testing.assert_allclose(got.numpy(), ref.grad(x.numpy()), rtol=1e-12, atol=1e-13)
+    xa = x.clone().requires_grad_(True)
+    module(xa).backward(torch.ones_like(xa))  # autograd of the forward: the same f' (the kink included)
+    np.testing.assert_allclose(got.numpy(), xa.grad.numpy(), rtol=1e-10, atol=1e-13)
+    bound = torch.as_tensor(module.max_derivative(x), dtype=torch.float64)
+    assert torch.all(got.abs() <= bound + 1e-12)
+    assert torch.all((got.abs() - bound).amax(dim=-1) > -2e-3)  # attained on x's grid (step 0.05), per channel
+
+
+# --- one docstring template, PyTorch's ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("e", registry.entries(), ids=lambda e: e.name)
+def test_every_layer_docstring_follows_the_template_and_its_example_runs(e):
+    import doctest
+
+    doc = inspect.getdoc(e.layer)
+    summary, _, rest = doc.partition("\n")
+    assert summary.endswith(".") and "\n.. math::\n" in doc and ("'(x)" in doc or "\\prime" in doc)
+    sections = [s for s in ("Args:", "Shape:", "Examples::", "Paper:") if "\n" + s in doc]
+    assert sections == ["Args:", "Shape:", "Examples::", "Paper:"], e.name
+    args = doc.split("\nArgs:\n")[1].split("\n\n")[0]
+    for name in inspect.signature(e.layer).parameters:
+        assert f"    {name}:" in args or f", {name}:" in args or f"    {name}," in args, (e.name, name)
+        if inspect.signature(e.layer).parameters[name].default is not inspect.Parameter.empty:
+            line = next(p for p in re.split(r"\n    (?=\S)", args) if name in p.split(":")[0])
+            assert "Default:" in line, (e.name, name)
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = finder.find(e.layer, e.layer.__name__, globs={"torch": torch, **vars(layers)})
+    assert sum(len(t.examples) for t in tests) >= 1
+    for t in tests:
+        runner.run(t)
+    assert runner.failures == 0, e.name

@@ -419,8 +419,9 @@ class ELU(Activation):
 
 
 class GELU(_PlainOnly):
-    r"""Gaussian error linear unit, elementwise: x weighted by the probability Φ(x) that a
-    standard normal is below it.
+    r"""Gaussian error linear unit, elementwise.
+
+    x weighted by Φ(x), the probability that a standard normal variable is below x.
 
     .. math::
         f(x) = x\,\Phi(x), \qquad f'(x) = \Phi(x) + x\,\varphi(x)
