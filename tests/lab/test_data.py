@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from actlab.lab import data
+from actlab.lab.data import common, folders, standard
 from actlab.lab.data import DataError
 
 CIFAR_JPEG = Path("/work/shared/data/cifar10-jpeg")
@@ -216,8 +217,8 @@ def test_folder_without_split_subfolders(tmp_path):
 def test_pool_decode_equals_serial(tmp_path, monkeypatch):
     make_folder(tmp_path / "p", counts=(20, 4), size=(6, 6))
     serial = data.load(str(tmp_path / "p"), val_fraction=0, cache_dir=tmp_path / "c1")
-    monkeypatch.setattr(data, "_POOL_MIN_FILES", 1)
-    monkeypatch.setattr(data, "_worker_count", lambda: 2)
+    monkeypatch.setattr(folders, "_POOL_MIN_FILES", 1)
+    monkeypatch.setattr(folders, "_worker_count", lambda: 2)
     pools = []
 
     class RecordingPool(ProcessPoolExecutor):
@@ -225,7 +226,7 @@ def test_pool_decode_equals_serial(tmp_path, monkeypatch):
             pools.append(kwargs.get("max_workers"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(data, "ProcessPoolExecutor", RecordingPool)
+    monkeypatch.setattr(folders, "ProcessPoolExecutor", RecordingPool)
     pooled = data.load(str(tmp_path / "p"), val_fraction=0, cache_dir=tmp_path / "c2")
     assert pools == [2]
     assert torch.equal(serial.x_train, pooled.x_train) and torch.equal(serial.x_test, pooled.x_test)
@@ -233,13 +234,13 @@ def test_pool_decode_equals_serial(tmp_path, monkeypatch):
 
 def test_no_pool_falls_back_to_serial(tmp_path, monkeypatch):
     make_folder(tmp_path / "np", counts=(4, 2))
-    monkeypatch.setattr(data, "_POOL_MIN_FILES", 1)
-    monkeypatch.setattr(data, "_worker_count", lambda: 2)
+    monkeypatch.setattr(folders, "_POOL_MIN_FILES", 1)
+    monkeypatch.setattr(folders, "_worker_count", lambda: 2)
 
     def no_processes(*args, **kwargs):
         raise OSError("no /dev/shm here")
 
-    monkeypatch.setattr(data, "ProcessPoolExecutor", no_processes)
+    monkeypatch.setattr(folders, "ProcessPoolExecutor", no_processes)
     ds = data.load(str(tmp_path / "np"), val_fraction=0)
     assert len(ds.y_train) == 12 and ds.meta["cache_hit"] is False
 
@@ -247,8 +248,8 @@ def test_no_pool_falls_back_to_serial(tmp_path, monkeypatch):
 def test_pool_reports_a_corrupt_file(tmp_path, monkeypatch):
     make_folder(tmp_path / "pc", counts=(10, 2))
     (tmp_path / "pc" / "train" / "cat" / "bad.png").write_bytes(b"junk")
-    monkeypatch.setattr(data, "_POOL_MIN_FILES", 1)
-    monkeypatch.setattr(data, "_worker_count", lambda: 2)
+    monkeypatch.setattr(folders, "_POOL_MIN_FILES", 1)
+    monkeypatch.setattr(folders, "_worker_count", lambda: 2)
     with pytest.raises(DataError, match=r"bad\.png: corrupt or unreadable image"):
         data.load(str(tmp_path / "pc"))
 
@@ -268,7 +269,7 @@ def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
     def no_decode(*a, **k):
         raise AssertionError("decoded again despite a valid cache")
 
-    monkeypatch.setattr(data, "_decode_splits", no_decode)
+    monkeypatch.setattr(folders, "_decode_splits", no_decode)
     second = data.load(str(tmp_path / "f"))
     assert second.meta["cache_hit"] is True and second.meta["cache_file"] == str(cache_file)
     assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
@@ -534,7 +535,7 @@ def test_val_fraction_zero_gives_empty_val_with_the_right_shape():
 
 def test_stratified_order_prefixes_are_proportional():
     y = np.repeat(np.arange(3), [60, 30, 10])
-    order = data._stratified_order(y, np.random.default_rng(0))
+    order = common._stratified_order(y, np.random.default_rng(0))
     assert sorted(order.tolist()) == list(range(100))
     for k in (10, 20, 50):
         counts = np.bincount(y[order[:k]], minlength=3)
@@ -669,10 +670,10 @@ def test_download_path_without_network(tmp_path, monkeypatch):
     payload = buf.getvalue()
     import hashlib
 
-    remote = data._STANDARD["cifar10"].remotes[0]
-    fake = data._Remote(remote.filename, hashlib.md5(payload).hexdigest(), ("https://example.invalid/c10.tgz",))
-    monkeypatch.setitem(data._STANDARD, "cifar10", data._STANDARD["cifar10"].__class__(
-        **{**data._STANDARD["cifar10"].__dict__, "remotes": (fake,)}))
+    remote = standard._STANDARD["cifar10"].remotes[0]
+    fake = standard._Remote(remote.filename, hashlib.md5(payload).hexdigest(), ("https://example.invalid/c10.tgz",))
+    monkeypatch.setitem(standard._STANDARD, "cifar10", standard._STANDARD["cifar10"].__class__(
+        **{**standard._STANDARD["cifar10"].__dict__, "remotes": (fake,)}))
     urls = []
 
     def fake_urlopen(url, timeout=None):
