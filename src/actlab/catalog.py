@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from . import layers, reference
-from .registry import CHAPTER, MODERN, Entry, HParam, register
+from .registry import MODERN, Entry, HParam, register
 
 __all__ = ["CHAPTER_ENTRIES", "MODERN_ENTRIES"]
 

@@ -78,6 +78,17 @@ class _PlainOnly(Activation):
     impls = ("auto", "plain")
 
 
+class _PlainInplace(_PlainOnly):
+    """A plain-only activation that takes torch.nn's ``inplace`` (SiLU, SELU, Mish)."""
+
+    def __init__(self, inplace: bool = False, *, impl: str = "auto") -> None:
+        super().__init__(impl=impl)
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
 def _rectifier_derivative(x: Tensor, a: Tensor | float) -> Tensor:
     """1 where x > 0, a elsewhere (the left derivative at 0)."""
     return torch.where(x > 0, torch.ones_like(x), torch.as_tensor(a, dtype=x.dtype, device=x.device))
@@ -468,7 +479,7 @@ class GELU(_PlainOnly):
         return f"approximate={self.approximate!r}"
 
 
-class SiLU(_PlainOnly):
+class SiLU(_PlainInplace):
     r"""Sigmoid linear unit (Swish with β = 1), elementwise: x gated by its own sigmoid.
 
     .. math::
@@ -494,10 +505,6 @@ class SiLU(_PlainOnly):
 
     name = "silu"
 
-    def __init__(self, inplace: bool = False, *, impl: str = "auto") -> None:
-        super().__init__(impl=impl)
-        self.inplace = inplace
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.silu(x, inplace=self.inplace)
 
@@ -505,11 +512,8 @@ class SiLU(_PlainOnly):
         s = torch.sigmoid(x)
         return s * (1 + x * (1 - s))
 
-    def extra_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""
 
-
-class SELU(_PlainOnly):
+class SELU(_PlainInplace):
     r"""Scaled exponential linear unit, elementwise: ELU with the self-normalising λ and α.
 
     .. math::
@@ -537,10 +541,6 @@ class SELU(_PlainOnly):
 
     name = "selu"
 
-    def __init__(self, inplace: bool = False, *, impl: str = "auto") -> None:
-        super().__init__(impl=impl)
-        self.inplace = inplace
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.selu(x, inplace=self.inplace)
 
@@ -548,11 +548,8 @@ class SELU(_PlainOnly):
         lam, alpha = reference.SELU.SCALE, reference.SELU.ALPHA
         return torch.where(x > 0, torch.full_like(x, lam), lam * alpha * torch.exp(x.clamp(max=0)))
 
-    def extra_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""
 
-
-class Mish(_PlainOnly):
+class Mish(_PlainInplace):
     r"""Mish, elementwise: x gated by the tanh of its softplus.
 
     .. math::
@@ -578,16 +575,9 @@ class Mish(_PlainOnly):
 
     name = "mish"
 
-    def __init__(self, inplace: bool = False, *, impl: str = "auto") -> None:
-        super().__init__(impl=impl)
-        self.inplace = inplace
-
     def forward(self, x: Tensor) -> Tensor:
         return TF.mish(x, inplace=self.inplace)
 
     def derivative(self, x: Tensor) -> Tensor:
         t = torch.tanh(TF.softplus(x))
         return t + x * (1 - t * t) * torch.sigmoid(x)
-
-    def extra_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""

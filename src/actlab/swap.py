@@ -121,7 +121,6 @@ def swap(model: nn.Module, name: str, *, example_input: Any = None, impl: str = 
                 hp.setdefault("channel_axis", axis)
         parent_name, _, child = qualified.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        old = getattr(parent, child)
         new = layer(canonical, impl=impl, **hp)
         if like is not None:  # learned slopes live on the model's device, in its dtype
             new.to(device=like.device, dtype=like.dtype)
