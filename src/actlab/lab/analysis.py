@@ -180,7 +180,7 @@ def _run_row(r: dict[str, Any], eps: list[dict[str, Any]]) -> dict[str, Any]:
         "final_train_error": eps[-1]["train_error"] if done else None,
         "final_train_loss": eps[-1]["train_loss"] if done else None,
         "train_seconds": r["train_seconds"], "wall_seconds": r["wall_seconds"], "device": r["device"],
-        "prelu_init": (r["spec"].get("hparams") or {}).get("init") if r["act"] == "prelu" else None,
+        "prelu_init": (r["spec"].get("hparams") or {}).get("init"),  # only PReLU's entry has an init
     }
 
 
