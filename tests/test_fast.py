@@ -1,8 +1,10 @@
 """The CPU fast paths (numba): agreement with the plain path, gradcheck, dispatch, memory kept for
 backward, RReLU's random numbers. The Triton kernels are tested in test_triton.py.
 
-The checks themselves live in actlab.fast.check (the same ones run on a GPU by
-benchmarks/gpu_check.sh); here each runs as its own test case. No timing is asserted.
+The checks themselves live in benchmarks/fast_check.py (the same ones run on a GPU by
+benchmarks/gpu_check.sh); here each runs as its own test case, with the fast path forced (the
+``fast_path_forced`` fixture of conftest.py) unless a test is marked ``natural_thresholds``.
+No timing is asserted.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+import fast_check as check
 import actlab
 from actlab import fast
 from actlab import functional as F
-from actlab.fast import check, philox
+from actlab.fast import philox
 
 pytest.importorskip("numba")
 
@@ -25,16 +28,18 @@ TRAINABLE = [c for c in CASES if c.label != "rrelu-eval"]
 KEPT = [c for c in CASES if c.act not in ("sigmoid", "tanh", "elu") and c.label not in ("rrelu-eval", "leaky_relu-0")]
 
 
+natural_thresholds = pytest.mark.natural_thresholds
+
+
 @pytest.fixture(autouse=True)
-def fast_on_small_tensors(request):
-    """The checks use tensors below the size where auto picks the fast path (the test of that
-    size keeps it)."""
-    if request.node.originalname in ("test_tiny_tensors_take_the_plain_path_in_auto",
-                                     "test_torch_own_ops_serve_up_to_the_native_size_and_ours_above"):
+def _forced_unless_marked(request):
+    """The checks use tensors below the size where auto picks the fast path, so each test runs
+    with it forced — except those marked ``natural_thresholds``, which test the thresholds."""
+    if request.node.get_closest_marker("natural_thresholds"):
         yield
         return
-    with check.fast_everywhere():
-        yield
+    request.getfixturevalue("fast_path_forced")
+    yield
 
 
 def _ids(cases):
@@ -133,16 +138,18 @@ def test_cpu_float32_contiguous_goes_fast():
     assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"  # in fast_everywhere: ours
 
 
-def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above(monkeypatch):
+@natural_thresholds
+def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above():
     x = torch.randn(32, 64, 16, requires_grad=True)  # 128 KiB
     assert fast.lookup("relu", x) is torch.relu  # torch's own kernel is as fast at this size
     assert fast.lookup("sigmoid", x) is torch.sigmoid
     assert _grad_fn(actlab.layer("leaky_relu")(x)) == "LeakyReluBackward0"
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"  # lean: always ours
-    monkeypatch.setitem(fast.NATIVE_MAX_BYTES, "cpu", x.numel() * x.element_size() - 1)
-    assert _grad_fn(actlab.layer("relu")(x)) == "RectifierBackward"
-    assert _grad_fn(actlab.layer("leaky_relu")(x)) == "RectifierBackward"
-    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"
+    with fast.dispatch(native_max_bytes=x.numel() * x.element_size() - 1):
+        assert _grad_fn(actlab.layer("relu")(x)) == "RectifierBackward"
+        assert _grad_fn(actlab.layer("leaky_relu")(x)) == "RectifierBackward"
+        assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"
+    assert _grad_fn(actlab.layer("relu")(x)) == "ReluBackward0"  # the policy is back after the block
 
 
 def test_channels_last_goes_fast_and_keeps_its_layout():
@@ -161,11 +168,12 @@ def test_unserved_tensors_take_the_plain_path(make):
     assert _grad_fn(actlab.layer("leaky_relu", lean=True)(x)) != "RectifierBackward"
 
 
+@natural_thresholds
 def test_tiny_tensors_take_the_plain_path_in_auto():
     x = torch.randn(64)
     with check.fast_everywhere():
         assert fast.lookup("elu", x) is not None
-    assert fast.MIN_NUMEL["cpu"] > 64 and fast.lookup("elu", x) is None
+    assert fast.policy().min_numel_for("cpu") > 64 and fast.lookup("elu", x) is None
 
 
 def test_impl_fast_errors_where_no_kernel_serves():

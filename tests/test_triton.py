@@ -2,7 +2,7 @@
 
 The interpreter must be switched on before Triton is imported, so each test runs a fresh Python
 in a subprocess with TRITON_INTERPRET=1 and ACTLAB_FAST_BACKEND=triton (which sends CPU tensors
-to actlab.fast.gpu): the checks of actlab.fast.check — the same ones benchmarks/gpu_check.sh runs
+to actlab.fast.gpu): the checks of benchmarks/fast_check.py — the same ones benchmarks/gpu_check.sh runs
 on a GPU — in float32 and bfloat16, and a few multi-block cases.
 """
 
@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRITON_INTERPRET": "1", "ACTLAB_FAST_BACKEND": "triton",
-           "PYTHONPATH": os.path.join(ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), os.path.join(ROOT, "benchmarks"),
+                                          os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -33,7 +34,7 @@ def test_gpu_module_imports_without_a_gpu():
 
 
 def test_triton_kernels_pass_the_checks_in_the_interpreter():
-    out = _run(["-m", "actlab.fast.check", "--device", "cpu", "--dtypes", "float32,bfloat16",
+    out = _run([os.path.join(ROOT, "benchmarks", "fast_check.py"), "--device", "cpu", "--dtypes", "float32,bfloat16",
                 "--stats-size", "65536", "--no-gradcheck"])
     summary = [line for line in out.stdout.splitlines() if "passed" in line or line.startswith("FAIL")]
     assert out.returncode == 0, "\n".join(summary) + out.stderr[-2000:]
@@ -44,7 +45,8 @@ SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     import actlab
     from actlab import fast, functional as F
-    from actlab.fast import check, gpu, philox
+    import fast_check as check
+    from actlab.fast import gpu, philox
 
     with check.fast_everywhere():
         # PReLU planes of 1500 elements: two programs per plane, partial sums of both reduced

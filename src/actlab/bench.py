@@ -391,8 +391,8 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
     report["settings"] = {"device": device, "sizes": list(sizes),
                           "dtypes": [str(d).replace("torch.", "") for d in dtypes],
                           "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
-                          "retain_freed_memory": retained, "min_numel": dict(actlab.fast.MIN_NUMEL),
-                          "native_max_bytes": dict(actlab.fast.NATIVE_MAX_BYTES),
+                          "retain_freed_memory": retained, "min_numel": dict(actlab.fast.policy().min_numel),
+                          "native_max_bytes": dict(actlab.fast.policy().native_max_bytes),
                           "cpu_pool_max_bytes": actlab.fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["loadavg_before"] = _loadavg()
