@@ -144,11 +144,12 @@ def rrelu_step_seed(generator: torch.Generator | None = None) -> int | Tensor:
     the noise: from the global RNG because checkpoint restores its state; from a private
     ``generator`` because each forward also draws a tag from the global RNG (which checkpoint
     restores) and journals (tag → seed), and a forward that runs during backward — a
-    recomputation — takes the journalled seed of its tag. Under ``torch.compile`` and export (no
-    generator) the seed stays a 0-d tensor, so the draw is part of the graph.
+    recomputation — takes the journalled seed of its tag. Under ``torch.compile``, export and
+    ``jit.trace`` (no generator) the seed stays a 0-d tensor, so the draw is part of the graph
+    and each call of the compiled or traced model draws fresh noise.
     """
     if generator is None:
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a graph op: fresh noise per call
             return torch.randint(0, 2**63 - 1, (), dtype=torch.int64)
         return _draw(None)
     tag = _draw(None)
@@ -203,4 +204,6 @@ def elu(x: Tensor, alpha: float = 1.0, *, inplace: bool = False, impl: str = "au
     k = _pick("elu", x, impl, False)
     if k:
         return k(x, alpha)
+    if torch.onnx.is_in_onnx_export():  # the legacy exporter has no expm1; ONNX's Elu is this function
+        return torch.nn.functional.elu(x, alpha)
     return torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0)))

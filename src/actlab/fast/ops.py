@@ -49,6 +49,7 @@ __all__ = ["eager", "memory_order", "run", "Rectifier", "rrelu_params", "prelu_s
 # --- when the kernels may run at all ---------------------------------------------------------------------
 
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_is_legacy_batched = torch._C._functorch.is_legacy_batchedtensor  # gradcheck's batched-gradient check
 _forward_ad = torch.autograd.forward_ad
 _PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
@@ -61,7 +62,7 @@ def eager(*tensors: Tensor) -> bool:
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or _forward_ad._current_level >= 0:
         return False
     for t in tensors:
-        if type(t) not in _PLAIN_TYPES or _is_wrapped(t):
+        if type(t) not in _PLAIN_TYPES or _is_wrapped(t) or _is_legacy_batched(t):
             return False  # FakeTensor, FunctionalTensor, other subclasses; functorch's wrappers
     return True
 
