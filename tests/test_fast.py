@@ -338,3 +338,84 @@ def test_inference_calls_build_no_graph_and_give_the_same_output(name):
     torch.testing.assert_close(y, plain(x).detach())
     y = fast_(x.clone().requires_grad_(True))  # and with a gradient wanted, the Function's node
     assert y.grad_fn is not None and type(y.grad_fn).__name__.endswith("Backward")
+
+
+# --- the backend contract and the layering ---------------------------------------------------------------
+
+
+def test_the_cpu_backend_satisfies_the_declared_contract():
+    from actlab.fast import cpu
+    from actlab.fast.backend import Backend
+
+    assert isinstance(cpu, Backend)
+    missing = [n for n in ("rect_fwd", "prelu_bwd", "rrelu_slopes_into", "KIND") if not hasattr(cpu, n)]
+    assert not missing
+
+
+def test_the_gpu_backend_satisfies_the_declared_contract():
+    pytest.importorskip("triton")
+    from actlab.fast import gpu
+    from actlab.fast.backend import Backend
+
+    assert isinstance(gpu, Backend)
+
+
+def test_fast_imports_nothing_above_it():
+    """fast/ sits below functional and the layers: no module in it imports upward (the import
+    circle functional → fast → ops → functional.prelu_slopes is gone)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(fast.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                upward = node.level >= 2 or (node.level == 0 and mod.startswith("actlab") and
+                                            not mod.startswith("actlab.fast"))
+                assert not upward, f"{path.name} imports {'.' * node.level}{mod}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not (alias.name.startswith("actlab") and not alias.name.startswith("actlab.fast")), \
+                        f"{path.name} imports {alias.name}"
+
+
+def test_importing_the_cpu_backend_starts_no_threads_and_keeps_torchs_count():
+    """Importing fast/cpu.py used to start numba's OpenMP pool (process-wide state); now the
+    first kernel call does."""
+    import subprocess
+    import sys
+
+    code = ("import os, torch; torch.set_num_threads(1); torch.get_num_threads();"
+            "before = len(os.listdir('/proc/self/task'));"
+            "import actlab.fast.cpu;"
+            "print(len(os.listdir('/proc/self/task')) - before, torch.get_num_threads(), 'GOMP_SPINCOUNT' in os.environ)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "1", "False"]
+
+
+def test_dispatch_policy_is_scoped_to_the_with_block():
+    x = torch.randn(64)
+    natural = fast.policy()
+    with fast.dispatch(min_numel=10**9):
+        assert fast.lookup("elu", x) is None and fast.policy().min_numel_for("cpu") == 10**9
+        with fast.dispatch(min_numel={"cpu": 0}, native_max_bytes=-1):
+            assert fast.lookup("elu", x) is not None
+        assert fast.lookup("elu", x) is None
+    assert fast.policy() == natural
+    with pytest.raises(ValueError, match="unknown backend kind 'tpu'; valid: cpu, gpu"):
+        with fast.dispatch(min_numel={"tpu": 0}):
+            pass
+
+
+@natural_thresholds
+def test_the_policy_of_a_with_block_does_not_leak_into_other_threads():
+    import threading
+
+    seen = []
+    with fast.dispatch(min_numel=0):
+        t = threading.Thread(target=lambda: seen.append(fast.policy().min_numel_for("cpu")))
+        t.start()
+        t.join()
+    assert seen == [fast.policy().min_numel_for("cpu")] and seen != [0]
