@@ -51,13 +51,14 @@ def _resolved(name: str, items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
 
 def _checked(name: str, **hparams: Any) -> dict[str, Any]:
     """``hparams`` checked (and completed) by the registry, exactly as the layers check them."""
-    items = tuple(hparams.items())
-    try:
-        return _resolved(name, items)
-    except TypeError:  # an unhashable value (a tensor): checked uncached, and rejected by its type
-        from .registry import resolve
+    if not torch.compiler.is_compiling():  # dynamo traces the check itself (it would skip the cache)
+        try:
+            return _resolved(name, tuple(hparams.items()))
+        except TypeError:  # an unhashable value (a tensor): checked uncached, and rejected by its type
+            pass
+    from .registry import resolve
 
-        return resolve(name, hparams)[1]
+    return resolve(name, hparams)[1]
 
 
 def _pick(name: str, x: Tensor, impl: str, lean: bool) -> Callable[..., Tensor] | None:
