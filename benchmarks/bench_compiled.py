@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         torch._dynamo.reset()
     out = {
         "benchmark": "compiled CNN training step, actlab vs torch.nn (torch.compile, inductor)",
+        "ratio": "actlab time / torch.nn time per training step, median over paired rounds (below 1: actlab faster)",
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "config": vars(args) | {"acts": acts},
         "results": results,

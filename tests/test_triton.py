@@ -20,7 +20,7 @@ pytest.importorskip("triton")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: int = 480) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRITON_INTERPRET": "1", "ACTLAB_FAST_BACKEND": "triton",
            "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), os.path.join(ROOT, "benchmarks"),
                                           os.environ.get("PYTHONPATH", "")])}
