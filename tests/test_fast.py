@@ -135,7 +135,7 @@ def test_cpu_float32_contiguous_goes_fast():
     assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
     assert _grad_fn(actlab.layer("tanh")(x)) == "FromOutputBackward"
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"
-    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"  # in fast_everywhere: ours
+    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"  # forced: ours
 
 
 @natural_thresholds
@@ -389,7 +389,8 @@ def test_importing_the_cpu_backend_starts_no_threads_and_keeps_torchs_count():
     code = ("import os, torch; torch.set_num_threads(1); torch.get_num_threads();"
             "before = len(os.listdir('/proc/self/task'));"
             "import actlab.fast.cpu;"
-            "print(len(os.listdir('/proc/self/task')) - before, torch.get_num_threads(), 'GOMP_SPINCOUNT' in os.environ)")
+            "print(len(os.listdir('/proc/self/task')) - before, torch.get_num_threads(),"
+            "      'GOMP_SPINCOUNT' in os.environ)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["0", "1", "False"]

@@ -67,7 +67,8 @@ from . import ops
 from .backend import Backend
 from .ops import eager
 
-__all__ = ["lookup", "serves", "backend_for", "eager", "status", "rrelu_slopes", "retain_freed_memory", "Policy", "policy",
+__all__ = ["lookup", "serves", "backend_for", "eager", "status", "rrelu_slopes", "retain_freed_memory", "Policy",
+           "policy",
            "dispatch", "Backend"]
 
 
@@ -247,7 +248,8 @@ def retain_freed_memory(limit: int = 1 << 30) -> bool:
     a page fault per 4 KiB of its fresh output — on the 2-core VM this was measured on, that
     cost more than the arithmetic, for torch's ops and actlab's alike. With both thresholds at
     ``limit``, freed outputs are reused already mapped, and torch's own relu, leaky_relu and
-    sigmoid then serve up to ``limit`` bytes (the policy's ``native_max_bytes``). The change is process-wide and lasting:
+    sigmoid then serve up to ``limit`` bytes (the policy's ``native_max_bytes``). The change is
+    process-wide and lasting:
     resident memory stays at its peak, as with a caching allocator. ``actlab bench
     --retain-freed-memory`` measures with it. Returns False where it does not apply (no glibc).
     """
