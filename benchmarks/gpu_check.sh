@@ -36,8 +36,8 @@ print('device', torch.cuda.get_device_name(), 'backends', f.status())
 assert torch.cuda.is_available()"
 
 # (1) Triton kernels against the plain path on CUDA: all seven, PReLU variants, lean, RReLU
-step "correctness (python -m actlab.fast.check)" 150 "$OUT/check.log" \
-    "$PY" -m actlab.fast.check --device cuda --dtypes float32,bfloat16,float16
+step "correctness (benchmarks/fast_check.py)" 150 "$OUT/check.log" \
+    "$PY" benchmarks/fast_check.py --device cuda --dtypes float32,bfloat16,float16
 
 # (2) the benchmark: fp32 and bf16 at 16M and 32M (= 33.5 million) elements
 step "benchmark (actlab bench)" 150 "$OUT/bench.log" \

@@ -1,8 +1,10 @@
 """The CPU fast paths (numba): agreement with the plain path, gradcheck, dispatch, memory kept for
 backward, RReLU's random numbers. The Triton kernels are tested in test_triton.py.
 
-The checks themselves live in actlab.fast.check (the same ones run on a GPU by
-benchmarks/gpu_check.sh); here each runs as its own test case. No timing is asserted.
+The checks themselves live in benchmarks/fast_check.py (the same ones run on a GPU by
+benchmarks/gpu_check.sh); here each runs as its own test case, with the fast path forced (the
+``fast_path_forced`` fixture of conftest.py) unless a test is marked ``natural_thresholds``.
+No timing is asserted.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+import fast_check as check
 import actlab
 from actlab import fast
 from actlab import functional as F
-from actlab.fast import check, philox
+from actlab.fast import philox
 
 pytest.importorskip("numba")
 
@@ -25,16 +28,18 @@ TRAINABLE = [c for c in CASES if c.label != "rrelu-eval"]
 KEPT = [c for c in CASES if c.act not in ("sigmoid", "tanh", "elu") and c.label not in ("rrelu-eval", "leaky_relu-0")]
 
 
+natural_thresholds = pytest.mark.natural_thresholds
+
+
 @pytest.fixture(autouse=True)
-def fast_on_small_tensors(request):
-    """The checks use tensors below the size where auto picks the fast path (the test of that
-    size keeps it)."""
-    if request.node.originalname in ("test_tiny_tensors_take_the_plain_path_in_auto",
-                                     "test_torch_own_ops_serve_up_to_the_native_size_and_ours_above"):
+def _forced_unless_marked(request):
+    """The checks use tensors below the size where auto picks the fast path, so each test runs
+    with it forced — except those marked ``natural_thresholds``, which test the thresholds."""
+    if request.node.get_closest_marker("natural_thresholds"):
         yield
         return
-    with check.fast_everywhere():
-        yield
+    request.getfixturevalue("fast_path_forced")
+    yield
 
 
 def _ids(cases):
@@ -130,19 +135,21 @@ def test_cpu_float32_contiguous_goes_fast():
     assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
     assert _grad_fn(actlab.layer("tanh")(x)) == "FromOutputBackward"
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"
-    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"  # in fast_everywhere: ours
+    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"  # forced: ours
 
 
-def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above(monkeypatch):
+@natural_thresholds
+def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above():
     x = torch.randn(32, 64, 16, requires_grad=True)  # 128 KiB
     assert fast.lookup("relu", x) is torch.relu  # torch's own kernel is as fast at this size
     assert fast.lookup("sigmoid", x) is torch.sigmoid
     assert _grad_fn(actlab.layer("leaky_relu")(x)) == "LeakyReluBackward0"
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"  # lean: always ours
-    monkeypatch.setitem(fast.NATIVE_MAX_BYTES, "cpu", x.numel() * x.element_size() - 1)
-    assert _grad_fn(actlab.layer("relu")(x)) == "RectifierBackward"
-    assert _grad_fn(actlab.layer("leaky_relu")(x)) == "RectifierBackward"
-    assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"
+    with fast.dispatch(native_max_bytes=x.numel() * x.element_size() - 1):
+        assert _grad_fn(actlab.layer("relu")(x)) == "RectifierBackward"
+        assert _grad_fn(actlab.layer("leaky_relu")(x)) == "RectifierBackward"
+        assert _grad_fn(actlab.layer("sigmoid")(x)) == "FromOutputBackward"
+    assert _grad_fn(actlab.layer("relu")(x)) == "ReluBackward0"  # the policy is back after the block
 
 
 def test_channels_last_goes_fast_and_keeps_its_layout():
@@ -161,11 +168,12 @@ def test_unserved_tensors_take_the_plain_path(make):
     assert _grad_fn(actlab.layer("leaky_relu", lean=True)(x)) != "RectifierBackward"
 
 
+@natural_thresholds
 def test_tiny_tensors_take_the_plain_path_in_auto():
     x = torch.randn(64)
     with check.fast_everywhere():
         assert fast.lookup("elu", x) is not None
-    assert fast.MIN_NUMEL["cpu"] > 64 and fast.lookup("elu", x) is None
+    assert fast.policy().min_numel_for("cpu") > 64 and fast.lookup("elu", x) is None
 
 
 def test_impl_fast_errors_where_no_kernel_serves():
@@ -330,3 +338,85 @@ def test_inference_calls_build_no_graph_and_give_the_same_output(name):
     torch.testing.assert_close(y, plain(x).detach())
     y = fast_(x.clone().requires_grad_(True))  # and with a gradient wanted, the Function's node
     assert y.grad_fn is not None and type(y.grad_fn).__name__.endswith("Backward")
+
+
+# --- the backend contract and the layering ---------------------------------------------------------------
+
+
+def test_the_cpu_backend_satisfies_the_declared_contract():
+    from actlab.fast import cpu
+    from actlab.fast.backend import Backend
+
+    assert isinstance(cpu, Backend)
+    missing = [n for n in ("rect_fwd", "prelu_bwd", "rrelu_slopes_into", "KIND") if not hasattr(cpu, n)]
+    assert not missing
+
+
+def test_the_gpu_backend_satisfies_the_declared_contract():
+    pytest.importorskip("triton")
+    from actlab.fast import gpu
+    from actlab.fast.backend import Backend
+
+    assert isinstance(gpu, Backend)
+
+
+def test_fast_imports_nothing_above_it():
+    """fast/ sits below functional and the layers: no module in it imports upward (the import
+    circle functional → fast → ops → functional.prelu_slopes is gone)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(fast.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                upward = node.level >= 2 or (node.level == 0 and mod.startswith("actlab") and
+                                            not mod.startswith("actlab.fast"))
+                assert not upward, f"{path.name} imports {'.' * node.level}{mod}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not (alias.name.startswith("actlab") and not alias.name.startswith("actlab.fast")), \
+                        f"{path.name} imports {alias.name}"
+
+
+def test_importing_the_cpu_backend_starts_no_threads_and_keeps_torchs_count():
+    """Importing fast/cpu.py used to start numba's OpenMP pool (process-wide state); now the
+    first kernel call does."""
+    import subprocess
+    import sys
+
+    code = ("import os, torch; torch.set_num_threads(1); torch.get_num_threads();"
+            "before = len(os.listdir('/proc/self/task'));"
+            "import actlab.fast.cpu;"
+            "print(len(os.listdir('/proc/self/task')) - before, torch.get_num_threads(),"
+            "      'GOMP_SPINCOUNT' in os.environ)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "1", "False"]
+
+
+def test_dispatch_policy_is_scoped_to_the_with_block():
+    x = torch.randn(64)
+    natural = fast.policy()
+    with fast.dispatch(min_numel=10**9):
+        assert fast.lookup("elu", x) is None and fast.policy().min_numel_for("cpu") == 10**9
+        with fast.dispatch(min_numel={"cpu": 0}, native_max_bytes=-1):
+            assert fast.lookup("elu", x) is not None
+        assert fast.lookup("elu", x) is None
+    assert fast.policy() == natural
+    with pytest.raises(ValueError, match="unknown backend kind 'tpu'; valid: cpu, gpu"):
+        with fast.dispatch(min_numel={"tpu": 0}):
+            pass
+
+
+@natural_thresholds
+def test_the_policy_of_a_with_block_does_not_leak_into_other_threads():
+    import threading
+
+    seen = []
+    with fast.dispatch(min_numel=0):
+        t = threading.Thread(target=lambda: seen.append(fast.policy().min_numel_for("cpu")))
+        t.start()
+        t.join()
+    assert seen == [fast.policy().min_numel_for("cpu")] and seen != [0]

@@ -13,7 +13,7 @@ from actlab.fast import pool
 
 pytest.importorskip("numba")
 
-N = 1 << 16  # 256 KiB of float32: above pool.MIN_BYTES, above the fast path's MIN_NUMEL
+N = 1 << 16  # 256 KiB of float32: above pool.MIN_BYTES, above the fast path's size floor (actlab.fast.Policy)
 
 
 @pytest.fixture(autouse=True)
@@ -173,3 +173,20 @@ def test_a_bad_cap_in_the_environment_is_one_line_from_the_command(monkeypatch):
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "actlab: error: ACTLAB_CPU_POOL_MB='lots' is not a number; valid: megabytes >= 0, 0 turns the pool off"]
+
+
+def test_storage_reachable_through_untyped_storage_is_never_handed_out():
+    """``y.untyped_storage()`` returns the pool's own storage object (its C++ use count stays 1
+    while the caller holds it), so the use count alone would hand the memory out again."""
+    elu = actlab.layer("elu")
+    y = elu(_x())
+    kept = y.untyped_storage()
+    want = y.clone()
+    del y
+    others = [elu(_x(s)) for s in range(1, 4)]  # same size: each would take an idle storage
+    got = torch.empty(0).set_(kept, 0, (N,), (1,))
+    assert torch.equal(got, want), "the pool overwrote a storage still reachable through untyped_storage()"
+    assert all(o.untyped_storage().data_ptr() != kept.data_ptr() for o in others)
+    del got, kept, others
+    y2 = elu(_x(9))  # with nothing left holding them, the storages are reused
+    assert pool.stats()["hits"] >= 1 and y2.numel() == N

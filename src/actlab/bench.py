@@ -22,7 +22,7 @@ microseconds, less than the host needs to launch it from Python), and the eager 
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
 ``benchmarks/bench_layers.py``.
 
-On the CPU, actlab's outputs come from its warm pool (:mod:`fast.pool`) and torch.nn's
+On the CPU, actlab's outputs come from its warm pool (:mod:`actlab.fast.pool`) and torch.nn's
 from the C library's heap, which page-faults on fresh blocks or not depending on the process's
 history: part of what the default run measures. ``--retain-freed-memory`` keeps torch's freed
 blocks mapped too, so that the ratios compare the kernels alone; ``ACTLAB_CPU_POOL_MB=0`` turns
@@ -393,8 +393,8 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
     report["settings"] = {"device": device, "sizes": list(sizes),
                           "dtypes": [str(d).replace("torch.", "") for d in dtypes],
                           "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
-                          "retain_freed_memory": retained, "min_numel": dict(fast.MIN_NUMEL),
-                          "native_max_bytes": dict(fast.NATIVE_MAX_BYTES),
+                          "retain_freed_memory": retained, "min_numel": dict(fast.policy().min_numel),
+                          "native_max_bytes": dict(fast.policy().native_max_bytes),
                           "cpu_pool_max_bytes": fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["loadavg_before"] = _loadavg()

@@ -6,11 +6,18 @@ Each function takes ``impl``:
   fast kernels are checked against; it follows :mod:`actlab.reference` exactly (the left
   derivative at the kink: relu'(0) = 0, leaky/prelu/rrelu'(0) = a, elu'(0) = α).
 * ``"fast"`` — the fused kernels of :mod:`actlab.fast` (CPU and Triton); an error if none
-  serves this device and dtype.
+  serves this device and dtype; layouts the kernels do not walk take the plain path.
 * ``"auto"`` (default) — fast where a kernel serves the tensor, plain otherwise.
 
 ``lean=True`` asks the fast path to keep only one bit per element for backward (the
 piecewise-linear family); the plain path ignores it.
+
+Hyper-parameters are checked by :func:`actlab.registry.resolve`, as the layers check them: a bad
+value raises a one-line ``ValueError`` naming it and the valid range, on every path and size.
+
+Under ``torch.compile``, ``torch.export``, ``torch.jit.trace``, ONNX export, forward-mode AD
+and torch.func transforms every call takes the plain path (see :func:`actlab.fast.eager`), so
+those tools see a few ordinary torch operations; ``impl="fast"`` then means "fast where eager".
 
 The modules in :mod:`actlab.layers` are thin wrappers over these functions; see them for the
 maths and the papers.
@@ -18,16 +25,40 @@ maths and the papers.
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from . import fast
+from .fast.ops import prelu_slopes
+from .fast.philox import torch_slopes
 
 __all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu", "rrelu_step_seed"]
 
 IMPLS = ("auto", "plain", "fast")
+
+
+@functools.lru_cache(maxsize=512)
+def _resolved(name: str, items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    from .registry import resolve  # the registry names the layers, which import this module
+
+    return resolve(name, dict(items))[1]
+
+
+def _checked(name: str, **hparams: Any) -> dict[str, Any]:
+    """``hparams`` checked (and completed) by the registry, exactly as the layers check them."""
+    if not torch.compiler.is_compiling():  # dynamo traces the check itself (it would skip the cache)
+        try:
+            return _resolved(name, tuple(hparams.items()))
+        except TypeError:  # an unhashable value (a tensor): checked uncached, and rejected by its type
+            pass
+    from .registry import resolve
+
+    return resolve(name, hparams)[1]
 
 
 def _pick(name: str, x: Tensor, impl: str, lean: bool) -> Callable[..., Tensor] | None:
@@ -37,7 +68,7 @@ def _pick(name: str, x: Tensor, impl: str, lean: bool) -> Callable[..., Tensor] 
     if impl not in IMPLS:
         raise ValueError(f"{name}: invalid impl={impl!r}; valid: {', '.join(IMPLS)}")
     kernel = fast.lookup(name, x, lean=lean)
-    if kernel is None and impl == "fast":
+    if kernel is None and impl == "fast" and fast.eager(x) and not fast.serves(name, x):
         raise ValueError(f"{name}: no fast kernel for a {x.dtype} tensor on {x.device.type}; "
                          f"valid: impl='auto' or 'plain'")
     return kernel
@@ -77,26 +108,11 @@ def relu(x: Tensor, *, inplace: bool = False, impl: str = "auto", lean: bool = F
 def leaky_relu(x: Tensor, negative_slope: float = 0.01, *, inplace: bool = False, impl: str = "auto",
                lean: bool = False) -> Tensor:
     """x for x > 0, a·x otherwise. See :class:`actlab.layers.LeakyReLU`."""
+    negative_slope = _checked("leaky_relu", negative_slope=negative_slope)["negative_slope"]
     k = None if inplace else _pick("leaky_relu", x, impl, lean)
     if k:
         return k(x, negative_slope)
     return _inplace(x, _scale_negative(x, negative_slope), inplace)
-
-
-def prelu_slopes(x: Tensor, weight: Tensor, channel_axis: int = 1) -> Tensor:
-    """``weight`` shaped to broadcast against ``x`` along ``channel_axis``; checks the count."""
-    c = weight.numel()
-    if c == 1:
-        return weight.reshape(())
-    if x.dim() < 2:
-        raise ValueError(f"prelu: {c} channels need an input with a channel axis; got shape {tuple(x.shape)}")
-    axis = channel_axis % x.dim()
-    if x.shape[axis] != c:
-        raise ValueError(f"prelu: input has {x.shape[axis]} channels on axis {channel_axis} but "
-                         f"num_parameters={c}; valid: 1 or {x.shape[axis]}")
-    shape = [1] * x.dim()
-    shape[axis] = c
-    return weight.reshape(shape)
 
 
 def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto", lean: bool = False) -> Tensor:
@@ -104,6 +120,7 @@ def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto
 
     See :class:`actlab.layers.PReLU`.
     """
+    channel_axis = _checked("prelu", channel_axis=channel_axis)["channel_axis"]
     a = prelu_slopes(x, weight, channel_axis)  # validates the channel count on every path
     k = _pick("prelu", x, impl, lean)
     if k:
@@ -111,34 +128,70 @@ def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto
     return _scale_negative(x, a.to(x.dtype))
 
 
-def rrelu_step_seed(generator: torch.Generator | None = None) -> int:
-    """A fresh 63-bit seed for one training step's noise, from ``generator`` or the global RNG."""
+#: Step seeds of training forwards with a private generator, by the forward's tag (see
+#: :func:`rrelu_step_seed`): generator → {tag: seed}, the last 1024 per generator.
+_JOURNAL: weakref.WeakKeyDictionary[torch.Generator, OrderedDict[int, int]] = weakref.WeakKeyDictionary()
+_JOURNAL_SIZE = 1024
+
+
+def _draw(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**63 - 1, (), generator=generator, dtype=torch.int64))
 
 
-def rrelu_noise(x: Tensor, lower: float, upper: float, form: str, seed: int) -> Tensor:
-    """The plain path's training slopes for ``x``: a ~ U(lower, upper), or 1/a in divisor form."""
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    a = torch.empty(x.shape, dtype=torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype,
-                    device=x.device).uniform_(lower, upper, generator=g)
-    return (a if form == "slope" else a.reciprocal()).to(x.dtype)
+def rrelu_step_seed(generator: torch.Generator | None = None) -> int | Tensor:
+    """A fresh 63-bit seed for one training step's noise, from ``generator`` or the global RNG.
+
+    Recomputation gives the first forward's seed back, so ``torch.utils.checkpoint`` reproduces
+    the noise: from the global RNG because checkpoint restores its state; from a private
+    ``generator`` because each forward also draws a tag from the global RNG (which checkpoint
+    restores) and journals (tag → seed), and a forward that runs during backward — a
+    recomputation — takes the journalled seed of its tag. Under ``torch.compile``, export and
+    ``jit.trace`` (no generator) the seed stays a 0-d tensor, so the draw is part of the graph
+    and each call of the compiled or traced model draws fresh noise.
+    """
+    if generator is None:
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a graph op: fresh noise per call
+            return torch.randint(0, 2**63 - 1, (), dtype=torch.int64)
+        return _draw(None)
+    tag = _draw(None)
+    journal = _JOURNAL.setdefault(generator, OrderedDict())
+    if torch._C._current_autograd_node() is not None and tag in journal:  # recomputation in backward
+        return journal[tag]
+    seed = _draw(generator)
+    journal[tag] = seed
+    if len(journal) > _JOURNAL_SIZE:
+        journal.popitem(last=False)
+    return seed
 
 
-def rrelu(x: Tensor, lower: float = 1 / 8, upper: float = 1 / 3, training: bool = False, *,
-          form: str = "slope", seed: int | None = None, inplace: bool = False, impl: str = "auto",
+def rrelu_noise(x: Tensor, lower: float, upper: float, form: str, seed: int | Tensor) -> Tensor:
+    """The training slopes for x — a ~ U(lower, upper), or 1/a in divisor form — as a function
+    of the seed and each element's logical (row-major) position only: the fast kernels' stream
+    (Philox, :mod:`actlab.fast.philox`) in torch operations, whatever x's memory layout."""
+    return torch_slopes(seed, x.shape, lower, upper, form, x.dtype, x.device)
+
+
+def rrelu(x: Tensor, lower: float | None = None, upper: float | None = None, training: bool = False, *,
+          form: str = "slope", seed: int | Tensor | None = None, inplace: bool = False, impl: str = "auto",
           lean: bool = False) -> Tensor:
     """Randomized leaky ReLU. In training the slope for x < 0 is drawn per element from
-    ``seed`` (or the global RNG); in eval it is the test slope. See :class:`actlab.layers.RReLU`.
+    ``seed`` (or the global RNG); in eval it is the test slope. ``lower``/``upper`` default by
+    ``form`` as the layer's (1/8, 1/3 for "slope"; 3, 8 for "divisor").
+    See :class:`actlab.layers.RReLU`.
     """
+    hp = _checked("rrelu", lower=lower, upper=upper, form=form)
+    lower, upper, form = hp["lower"], hp["upper"], hp["form"]
     mean = (lower + upper) / 2
     if not training:
         return leaky_relu(x, mean if form == "slope" else 1 / mean, inplace=inplace, impl=impl, lean=lean)
     if seed is None:
         seed = rrelu_step_seed()
-    k = None if inplace else _pick("rrelu", x, impl, lean)
+    k = None if inplace or isinstance(seed, Tensor) else _pick("rrelu", x, impl, lean)
     if k:
         return k(x, lower, upper, form, seed)
-    return _inplace(x, _scale_negative(x, rrelu_noise(x, lower, upper, form, seed)), inplace)
+    # x·s with s = 1 where x > 0, else the drawn slope: autograd keeps s alone (4 bytes an element)
+    slopes = torch.where(x.detach() > 0, 1.0, rrelu_noise(x, lower, upper, form, seed))
+    return _inplace(x, x * slopes, inplace)
 
 
 def elu(x: Tensor, alpha: float = 1.0, *, inplace: bool = False, impl: str = "auto") -> Tensor:
@@ -146,7 +199,12 @@ def elu(x: Tensor, alpha: float = 1.0, *, inplace: bool = False, impl: str = "au
 
     See :class:`actlab.layers.ELU`.
     """
-    k = None if inplace else _pick("elu", x, impl, False)
+    alpha = _checked("elu", alpha=alpha)["alpha"]
+    if inplace:  # torch's elu_ differentiates from its output (f' = y + α for y ≤ 0): x may be overwritten
+        return torch.nn.functional.elu(x, alpha, inplace=True)
+    k = _pick("elu", x, impl, False)
     if k:
         return k(x, alpha)
-    return _inplace(x, torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0))), inplace)
+    if torch.onnx.is_in_onnx_export():  # the legacy exporter has no expm1; ONNX's Elu is this function
+        return torch.nn.functional.elu(x, alpha)
+    return torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0)))

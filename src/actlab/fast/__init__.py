@@ -18,16 +18,30 @@ elu            ``k(x, alpha)``
 
 Dispatch rules (:func:`lookup`):
 
+* Only concrete tensors in eager mode: under ``torch.compile`` and ``torch.export`` (and any
+  FakeTensor or tensor subclass), ``torch.jit.trace`` (so the legacy ONNX exporter), forward-mode
+  AD (``torch.autograd.forward_ad``) and torch.func transforms (``grad``, ``vmap``, ``jvp``,
+  ``jacrev``: functorch-wrapped tensors), :func:`lookup` returns None: the plain path's few
+  torch operations are what those tools trace, fuse, export and differentiate (see
+  :func:`eager`).
 * CPU tensors go to :mod:`actlab.fast.cpu` (numba; absent numba, the plain path): float32 and
   float64; all seven, with outputs from :mod:`actlab.fast.pool`. Outside lean mode relu,
   leaky_relu and sigmoid are torch's own ops (``actlab.fast.cpu.NATIVE``: one pass each way with
-  the plain path's semantics, as fast as a fused kernel) up to :data:`NATIVE_MAX_BYTES`
-  ``["cpu"]`` of output, above which torch's fresh outputs page-fault and ours do not. At least
-  :data:`MIN_NUMEL` ``["cpu"]`` elements, below which the call overhead outweighs the gain.
+  the plain path's semantics, as fast as a fused kernel) up to the policy's ``native_max_bytes``
+  of output, above which torch's fresh outputs page-fault and ours do not. At least the policy's
+  ``min_numel`` elements, below which the call overhead outweighs the gain (:class:`Policy`).
 * CUDA tensors go to :mod:`actlab.fast.gpu` (Triton; absent Triton, the plain path): float32,
   bfloat16 and float16; all seven; fewer than 2³¹ elements.
 * Either way the tensor must be dense in a layout the kernels walk in memory order: contiguous,
-  or channels-last (4-D and 5-D). Anything else takes the plain path.
+  or channels-last (4-D and 5-D). Anything else takes the plain path. RReLU in training takes
+  contiguous tensors only: its noise is a function of the seed and each element's logical
+  (row-major) position, which for a contiguous tensor is its memory position; the plain path
+  draws the same stream in torch operations (:func:`actlab.fast.philox.torch_slopes`), so a
+  channels-last, transposed or in-place input gets the same noise as a contiguous one.
+
+The thresholds are a :class:`Policy`; :func:`policy` is the one in force and :func:`dispatch`
+changes it for a ``with`` block (in this thread and context only), e.g.
+``with fast.dispatch(min_numel=0, native_max_bytes=-1):`` to run actlab's kernels at any size.
 
 The environment variable ``ACTLAB_FAST_BACKEND`` overrides the choice (``auto`` or unset: the
 rules above): ``none`` turns every fast path off; ``triton`` sends every tensor, CPU ones
@@ -38,47 +52,115 @@ an error naming the valid ones.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
+import dataclasses
 import importlib
 import os
-from types import ModuleType
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from . import ops
+from .backend import Backend
+from .ops import eager
 
-__all__ = ["lookup", "backend_for", "status", "rrelu_slopes", "retain_freed_memory", "MIN_NUMEL", "NATIVE_MAX_BYTES"]
+__all__ = ["lookup", "serves", "backend_for", "eager", "status", "rrelu_slopes", "retain_freed_memory", "Policy",
+           "policy",
+           "dispatch", "Backend"]
 
-#: Smallest tensor (elements) each backend takes; smaller ones run the plain path. Measured on the
-#: CPU, forward+backward against the plain path, one thread: the fast path overtakes it between
-#: 4K (ELU) and 32K (PReLU) elements — below, the Python of an autograd.Function and the numba
-#: call (~40 µs a forward) outweigh what the fused pass saves. The GPU path takes any size.
-MIN_NUMEL: dict[str, int] = {"cpu": 16384, "gpu": 0}
 
-#: Largest output (bytes) for which a backend's ``NATIVE`` ops (torch's own, as fast as a kernel
-#: of ours) serve. On the CPU, 32 MiB: glibc maps every block above its largest mmap threshold
-#: (32 MiB) afresh, so each such output of torch's page-faults, while ours come warm from
-#: :mod:`actlab.fast.pool` — measured 3.7-5.3x torch's forward+backward for relu and leaky_relu at 16M
-#: float32 elements (64 MiB). Below, torch's allocations fault or not by the heap's history.
-NATIVE_MAX_BYTES: dict[str, int] = {"cpu": 32 * 2**20, "gpu": 2**62}
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """When a fast kernel serves a tensor, by backend kind ("cpu", "gpu").
 
-_MODULES: dict[str, ModuleType | None] = {}
+    ``min_numel``: the smallest tensor (elements) each backend takes; smaller ones run the plain
+    path. Measured on the CPU, forward+backward against the plain path, one thread: the fast path
+    overtakes it between 4K (ELU) and 32K (PReLU) elements — below, the Python of an
+    autograd.Function and the numba call (~40 µs a forward) outweigh what the fused pass saves.
+    The GPU path takes any size.
+
+    ``native_max_bytes``: the largest output (bytes) for which a backend's ``NATIVE`` ops
+    (torch's own, as fast as a kernel of ours) serve; −1: never. On the CPU, 32 MiB: glibc maps
+    every block above its largest mmap threshold (32 MiB) afresh, so each such output of
+    torch's page-faults, while ours come warm from :mod:`actlab.fast.pool` — measured 3.7-5.3x
+    torch's forward+backward for relu and leaky_relu at 16M float32 elements (64 MiB). Below,
+    torch's allocations fault or not by the heap's history.
+    """
+
+    min_numel: tuple[tuple[str, int], ...] = (("cpu", 16384), ("gpu", 0))
+    native_max_bytes: tuple[tuple[str, int], ...] = (("cpu", 32 * 2**20), ("gpu", 2**62))
+
+    def min_numel_for(self, kind: str) -> int:
+        return dict(self.min_numel)[kind]
+
+    def native_max_bytes_for(self, kind: str) -> int:
+        return dict(self.native_max_bytes)[kind]
+
+    def with_(self, *, min_numel: int | dict[str, int] | None = None,
+              native_max_bytes: int | dict[str, int] | None = None) -> Policy:
+        """A copy with these thresholds: one int for every backend, or a dict by kind."""
+
+        def merged(old: tuple[tuple[str, int], ...], new: int | dict[str, int] | None) -> tuple[tuple[str, int], ...]:
+            if new is None:
+                return old
+            upd = new if isinstance(new, dict) else {k: int(new) for k, _ in old}
+            unknown = set(upd) - {k for k, _ in old}
+            if unknown:
+                raise ValueError(f"dispatch: unknown backend kind {sorted(unknown)[0]!r}; valid: cpu, gpu")
+            return tuple((k, int(upd.get(k, v))) for k, v in old)
+
+        return Policy(merged(self.min_numel, min_numel), merged(self.native_max_bytes, native_max_bytes))
+
+
+_DEFAULT = Policy()
+_POLICY: contextvars.ContextVar[Policy | None] = contextvars.ContextVar("actlab_fast_policy", default=None)
+_PROCESS_POLICY = [_DEFAULT]  # the process-wide policy; retain_freed_memory() raises its native size
+
+
+def policy() -> Policy:
+    """The dispatch policy in force here: the innermost :func:`dispatch` block's, else the process's."""
+    p = _POLICY.get()
+    return _PROCESS_POLICY[0] if p is None else p
+
+
+@contextlib.contextmanager
+def dispatch(*, min_numel: int | dict[str, int] | None = None,
+             native_max_bytes: int | dict[str, int] | None = None) -> Iterator[Policy]:
+    """Change the dispatch thresholds inside a ``with`` block (this thread and context only).
+
+    ``with dispatch(min_numel=0, native_max_bytes=-1):`` makes actlab's own kernels take
+    tensors of any size (what the tests and the fast-path checks use); ``min_numel=2**62``
+    turns the fast paths off.
+    """
+    token = _POLICY.set(policy().with_(min_numel=min_numel, native_max_bytes=native_max_bytes))
+    try:
+        yield policy()
+    finally:
+        _POLICY.reset(token)
+
+
+_MODULES: dict[str, Backend | None] = {}
 _WHY: dict[str, str] = {}
 
 
-def _load(kind: str) -> ModuleType | None:
+def _load(kind: str) -> Backend | None:
     """The backend module ``kind`` ("cpu" or "gpu"), or None if its compiler is missing."""
     if kind not in _MODULES:
         try:
-            _MODULES[kind] = importlib.import_module(f"{__name__}.{kind}")
+            module = importlib.import_module(f"{__name__}.{kind}")
         except ImportError as err:  # numba or triton not installed: the plain path serves
             _MODULES[kind], _WHY[kind] = None, f"{type(err).__name__}: {err}"
+        else:
+            if not isinstance(module, Backend):  # a contract broken by an edit: say so at once
+                raise TypeError(f"{module.__name__} does not satisfy actlab.fast.backend.Backend")
+            _MODULES[kind] = module
     return _MODULES[kind]
 
 
-def backend_for(x: Tensor) -> ModuleType | None:
+def backend_for(x: Tensor) -> Backend | None:
     """The backend module that would run on ``x``'s device, or None."""
     forced = os.environ.get("ACTLAB_FAST_BACKEND")  # read per call (tests toggle it); ~0.3 µs
     if forced:
@@ -97,29 +179,42 @@ def backend_for(x: Tensor) -> ModuleType | None:
     return None
 
 
+def serves(name: str, x: Tensor) -> bool:
+    """Whether a backend has a kernel for ``name`` on x's device and dtype (at some size and layout)."""
+    b = backend_for(x)
+    return b is not None and name in b.NAMES and x.dtype in b.DTYPES
+
+
 def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor] | None:
     """The fast kernel for ``name`` on ``x``, or None (see the dispatch rules above)."""
+    if not eager(x):
+        return None
     b = backend_for(x)
     if b is None or name not in b.NAMES or x.dtype not in b.DTYPES:
         return None
-    if x.numel() < max(MIN_NUMEL[b.KIND], 1) or x.numel() >= 2**31 or ops.memory_order(x) is None:
+    p = policy()
+    if x.numel() < max(p.min_numel_for(b.KIND), 1) or x.numel() >= 2**31:
         return None
-    native = getattr(b, "NATIVE", {}).get(name)
-    if native is not None and not lean and x.numel() * x.element_size() <= NATIVE_MAX_BYTES[b.KIND]:
+    perm = ops.memory_order(x)
+    if perm is None or (perm and name == "rrelu"):  # rrelu: noise by logical position (see above)
+        return None
+    native = b.NATIVE.get(name)
+    if native is not None and not lean and x.numel() * x.element_size() <= p.native_max_bytes_for(b.KIND):
         return native
     if name in ("sigmoid", "tanh"):
-        return lambda x: ops.run(ops.FromOutput, x, b, name)
+        fwd, bwd = (b.sigmoid_fwd, b.sigmoid_bwd) if name == "sigmoid" else (b.tanh_fwd, b.tanh_bwd)
+        return lambda x: ops.run(ops.FromOutput, b, x, fwd, bwd, name)
     if name == "relu":
-        return lambda x: ops.run(ops.Rectifier, x, None, lean, b)
+        return lambda x: ops.run(ops.Rectifier, b, x, None, lean)
     if name == "leaky_relu":
-        return lambda x, negative_slope: ops.run(ops.Rectifier, x, float(negative_slope), lean, b)
+        return lambda x, negative_slope: ops.run(ops.Rectifier, b, x, float(negative_slope), lean)
     if name == "prelu":
-        return lambda x, weight, channel_axis: ops.run(ops.PReLU, x, weight, channel_axis, lean, b)
+        return lambda x, weight, channel_axis: ops.run(ops.PReLU, b, x, weight, channel_axis, lean)
     if name == "rrelu":
         return lambda x, lower, upper, form, seed: ops.run(
-            ops.Rectifier, x, ops.rrelu_params(lower, upper, form, seed), lean, b)
+            ops.Rectifier, b, x, ops.rrelu_params(lower, upper, form, seed), lean)
     if name == "elu":
-        return lambda x, alpha: ops.run(ops.ELU, x, float(alpha), b)
+        return lambda x, alpha: ops.run(ops.ELU, b, x, float(alpha), False)
     return None
 
 
@@ -153,7 +248,8 @@ def retain_freed_memory(limit: int = 1 << 30) -> bool:
     a page fault per 4 KiB of its fresh output — on the 2-core VM this was measured on, that
     cost more than the arithmetic, for torch's ops and actlab's alike. With both thresholds at
     ``limit``, freed outputs are reused already mapped, and torch's own relu, leaky_relu and
-    sigmoid then serve up to ``limit`` bytes (:data:`NATIVE_MAX_BYTES`). The change is process-wide and lasting:
+    sigmoid then serve up to ``limit`` bytes (the policy's ``native_max_bytes``). The change is
+    process-wide and lasting:
     resident memory stays at its peak, as with a caching allocator. ``actlab bench
     --retain-freed-memory`` measures with it. Returns False where it does not apply (no glibc).
     """
@@ -163,6 +259,7 @@ def retain_freed_memory(limit: int = 1 << 30) -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     done = bool(libc.mallopt(m_mmap_threshold, int(limit))) and bool(libc.mallopt(m_trim_threshold, int(limit)))
-    if done:  # torch's outputs no longer fault, so its own ops serve at every size (see NATIVE_MAX_BYTES)
-        NATIVE_MAX_BYTES["cpu"] = max(NATIVE_MAX_BYTES["cpu"], int(limit))
+    if done:  # torch's outputs no longer fault, so its own ops serve at every size (see Policy)
+        p = _PROCESS_POLICY[0]
+        _PROCESS_POLICY[0] = p.with_(native_max_bytes={"cpu": max(p.native_max_bytes_for("cpu"), int(limit))})
     return done

@@ -28,7 +28,6 @@ import functools
 import math
 import os
 import threading
-import time
 from typing import Any, Callable
 
 import numba
@@ -40,7 +39,7 @@ from numba.extending import intrinsic, overload
 
 from . import philox
 
-__all__ = ["CHUNK", "DTYPES", "NAMES", "set_threads", "compile_all"]
+__all__ = ["CHUNK", "DTYPES", "NAMES", "set_threads"]
 
 #: Elements per parallel task: a multiple of 64 (whole bytes of each bit plane, whole Philox
 #: calls of 8 elements) and small enough (64 KiB of float32) to balance two threads at 1M.
@@ -56,12 +55,18 @@ _JIT = dict(parallel=True, cache=True, nogil=True)
 # runtime is started here with a short spin (torch's, started earlier, keeps its own setting);
 # explicit GOMP_SPINCOUNT or OMP_WAIT_POLICY settings, and a layer already started, are left
 # alone. Starting it also resets the calling thread's OpenMP thread count — measured:
-# torch.set_num_threads(1) silently became 2 — so torch's count is put back. Calls are
-# serialised by _LOCK: a kernel never runs beside another one of ours, whatever the layer.
+# torch.set_num_threads(1) silently became 2 — so torch's count is put back. It starts at the
+# first kernel call, not at import: importing this module changes no process-wide state. Calls
+# are serialised by _LOCK: a kernel never runs beside another one of ours, whatever the layer.
 SPINCOUNT = "2000"
 
 
+_started = False
+
+
 def _start_threads() -> None:
+    global _started
+    _started = True
     torch_threads = torch.get_num_threads()
     spin = "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
     if spin:
@@ -80,7 +85,6 @@ def _start_threads() -> None:
         torch.set_num_threads(torch_threads)
 
 
-_start_threads()
 _LOCK = threading.Lock()
 _U32 = np.uint64(0xFFFFFFFF)
 _S32, _S16, _U16 = np.uint64(32), np.uint64(16), np.uint64(0xFFFF)
@@ -575,12 +579,13 @@ DTYPES = (torch.float32, torch.float64)
 #: Activations served (relu, leaky_relu and sigmoid through NATIVE below a size, see there).
 NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
 #: Where torch's own op is as fast as ours, lookup returns it (lean mode aside) for outputs of at
-#: most ``actlab.fast.NATIVE_MAX_BYTES["cpu"]``. Each runs at copy bandwidth both ways (relu,
-#: leaky_relu) or computes σ in one vectorised pass (sigmoid), keeps what ours would keep (y; x
-#: for leaky_relu, the same 4 bytes per element) and passes g through at NaN as the plain path;
-#: a kernel of ours moves the same bytes plus ~40 µs of Python per forward+backward — measured
-#: 0.84-1.35x torch at 1M elements on 2 cores, depending on whether torch's fresh outputs
-#: page-fault in that process (see actlab.fast.pool). Above the size, ours win from the pool.
+#: most the dispatch policy's ``native_max_bytes`` (``actlab.fast.Policy``). Each runs at copy
+#: bandwidth both ways (relu, leaky_relu) or computes σ in one vectorised pass (sigmoid), keeps
+#: what ours would keep (y; x for leaky_relu, the same 4 bytes per element) and passes g through
+#: at NaN as the plain path; a kernel of ours moves the same bytes plus ~40 µs of Python per
+#: forward+backward — measured 0.84-1.35x torch at 1M elements on 2 cores, depending on whether
+#: torch's fresh outputs page-fault in that process (see actlab.fast.pool). Above the size, ours
+#: win from the pool.
 NATIVE = {"relu": torch.relu, "sigmoid": torch.sigmoid,
           "leaky_relu": lambda x, negative_slope: torch.nn.functional.leaky_relu(x, negative_slope)}
 _NONE8 = np.empty(0, np.uint8)
@@ -613,6 +618,8 @@ def _serial(fn: Callable[..., Any]) -> Callable[..., Any]:
         if type(args[1]) is torch.Tensor:
             n = max(n, args[1].numel())
         with _LOCK:
+            if not _started:
+                _start_threads()
             set_threads(torch.get_num_threads() if n >= GRAIN else 1)
             return fn(*args)
 
@@ -625,7 +632,7 @@ def bits_nbytes(n: int) -> int:
 
 
 @_serial
-def rect_fwd(x: torch.Tensor, y: torch.Tensor, slope: float | None, bits: torch.Tensor | None) -> None:
+def rect_fwd(x: torch.Tensor, y: torch.Tensor, bits: torch.Tensor | None, slope: float | None) -> None:
     if bits is not None:
         rect_fwd_bits(_np(x), _np(y), _np(bits), _typed(slope or 0.0, x), slope is None)
     elif slope is None:
@@ -645,8 +652,8 @@ def rect_bwd(kept: torch.Tensor, g: torch.Tensor, gx: torch.Tensor, slope: float
 
 
 @_serial
-def prelu_fwd(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, geom: tuple[int, int, int],
-              bits: torch.Tensor | None) -> None:
+def prelu_fwd(x: torch.Tensor, y: torch.Tensor, bits: torch.Tensor | None, w: torch.Tensor,
+              geom: tuple[int, int, int]) -> None:
     _, c, inner = geom
     if inner == 1:
         prelu_rows_fwd(_np(x), _np(y), _np(w))
@@ -689,8 +696,8 @@ def _rrelu_args(params: tuple[int, float, float, bool], t: torch.Tensor) -> tupl
 
 
 @_serial
-def rrelu_fwd(x: torch.Tensor, y: torch.Tensor, params: tuple[int, float, float, bool],
-              bits: torch.Tensor | None) -> None:
+def rrelu_fwd(x: torch.Tensor, y: torch.Tensor, bits: torch.Tensor | None,
+              params: tuple[int, float, float, bool]) -> None:
     lean = bits is not None
     rrelu_fwd_kernel(_np(x), _np(y), _np(bits) if lean else _NONE8, lean, *_rrelu_args(params, x))
 
@@ -717,31 +724,6 @@ def elu_fwd(x: torch.Tensor, y: torch.Tensor, alpha: float) -> None:
 @_serial
 def elu_bwd(y: torch.Tensor, g: torch.Tensor, gx: torch.Tensor, alpha: float) -> None:
     elu_bwd_kernel(_np(y), _np(g), _np(gx), _typed(alpha, g))
-
-
-def compile_all() -> float:
-    """Compile (or load from numba's cache) every kernel for float32 and float64; seconds taken."""
-    t0 = time.perf_counter()
-    for dt in (np.float32, np.float64):
-        x = np.linspace(-1, 1, 203, dtype=dt)
-        y, gx = np.empty_like(x), np.empty_like(x)
-        bits = np.zeros(26, np.uint8)
-        one = dt(0.5)
-        relu_fwd(x, y), relu_bwd(y, x, gx), leaky_fwd(x, y, one), leaky_bwd(y, x, gx, one)
-        elu_fwd_kernel(x, y, one), elu_bwd_kernel(y, x, gx, one), tanh_fwd_kernel(x, y), tanh_bwd_kernel(y, x, gx)
-        sigmoid_fwd_kernel(x, y), sigmoid_bwd_kernel(y, x, gx)
-        rect_fwd_bits(x, y, bits, one, True), positive_bits(x, bits)
-        bits_bwd(bits, x, gx, one, False)
-        w = np.full(7, one, dt)
-        prelu_planes_fwd(x, y, w, 7, 29), prelu_rows_fwd(x, y, w)
-        prelu_planes_bwd(x, x, gx, w, 7, 29, np.zeros((7, 1)))
-        prelu_rows_bwd(x, x, gx, w, np.zeros((1, 7)))
-        prelu_bits_bwd_kernel(bits, x, gx, w, 7, 29)
-        k = np.uint64(1)
-        rrelu_slopes(gx, k, k, one, one, one, one, False)
-        rrelu_fwd_kernel(x, y, bits, True, k, k, one, one, one, one, True)
-        rrelu_bwd_kernel(y, bits, True, x, gx, k, k, one, one, one, one, True)
-    return time.perf_counter() - t0
 
 
 def _from_output(fwd_kernel: Any, bwd_kernel: Any) -> tuple[Callable[..., None], Callable[..., None]]:

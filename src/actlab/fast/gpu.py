@@ -360,7 +360,7 @@ def _words(bits: torch.Tensor) -> torch.Tensor:
     return bits.view(torch.int32)
 
 
-def rect_fwd(x: torch.Tensor, y: torch.Tensor, slope: float | None, bits: torch.Tensor | None) -> None:
+def rect_fwd(x: torch.Tensor, y: torch.Tensor, bits: torch.Tensor | None, slope: float | None) -> None:
     n = x.numel()
     if bits is not None:
         _rect_fwd_bits_kernel[_grid(n, 32 * _ROWS)](x, y, _words(bits), n, float(slope or 0.0), slope is None,
@@ -423,8 +423,8 @@ def _prelu_rows_shape(c: int) -> tuple[int, int]:
     return max(1, 2048 // block_c), block_c
 
 
-def prelu_fwd(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, geom: tuple[int, int, int],
-              bits: torch.Tensor | None) -> None:
+def prelu_fwd(x: torch.Tensor, y: torch.Tensor, bits: torch.Tensor | None, w: torch.Tensor,
+              geom: tuple[int, int, int]) -> None:
     outer, c, inner = geom
     n = x.numel()
     if c == 1:
@@ -488,8 +488,8 @@ _W = 64  # 32-element words per RReLU program: 2048 elements, on _WARPS (8) warp
 # H200 in bfloat16: 0.86-0.88 of copy bandwidth; 4 warps (two Philox calls per thread) 0.76
 
 
-def rrelu_fwd(x: torch.Tensor, y: torch.Tensor, params: tuple[int, float, float, bool],
-              bits: torch.Tensor | None) -> None:
+def rrelu_fwd(x: torch.Tensor, y: torch.Tensor, bits: torch.Tensor | None,
+              params: tuple[int, float, float, bool]) -> None:
     n = x.numel()
     _rrelu_fwd_kernel[_grid(n, 32 * _W)](x, y, _words(bits) if bits is not None else y, n, *_rrelu_args(params),
                                          DIVISOR=params[3], MODE=1 if bits is not None else 0, W=_W,

@@ -24,12 +24,16 @@ lists an op in ``NATIVE`` — relu, and leaky_relu on the CPU — outside lean m
 runs and keeps what torch keeps.)
 
 Double backward (``create_graph=True``) runs the same maths as plain differentiable torch
-operations on the kept tensors, so second derivatives agree with the plain path.
+operations on the kept tensors, so second derivatives agree with the plain path; so does a
+backward whose incoming gradient is not a plain eager tensor (``gradcheck``'s batched-gradient
+check runs backward under ``vmap``).
+
+Every Function takes its arguments in one order: ``(backend, x, *parameters, lean)``, as the
+backend's kernels take ``(inputs, outputs, parameters)`` (see :mod:`actlab.fast.backend`).
 """
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any, Callable
 
 import torch
@@ -37,8 +41,30 @@ from torch import Tensor
 from torch.autograd import Function
 
 from . import pool
+from .backend import Backend, RReLUParams
 
-__all__ = ["memory_order", "run", "Rectifier", "rrelu_params", "PReLU", "ELU", "FromOutput"]
+__all__ = ["eager", "memory_order", "run", "Rectifier", "rrelu_params", "prelu_slopes", "PReLU", "ELU", "FromOutput"]
+
+
+# --- when the kernels may run at all ---------------------------------------------------------------------
+
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_is_legacy_batched = torch._C._functorch.is_legacy_batchedtensor  # gradcheck's batched-gradient check
+_forward_ad = torch.autograd.forward_ad
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+
+
+def eager(*tensors: Tensor) -> bool:
+    """True when the fast kernels may run on these tensors: plain concrete tensors in eager
+    mode, with no tracer, compiler, exporter, forward-mode AD level or torch.func transform
+    looking (about 1 µs). Otherwise the plain path's torch operations run — what those tools
+    trace, fuse, export and differentiate."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _forward_ad._current_level >= 0:
+        return False
+    for t in tensors:
+        if type(t) not in _PLAIN_TYPES or _is_wrapped(t) or _is_legacy_batched(t):
+            return False  # FakeTensor, FunctionalTensor, other subclasses; functorch's wrappers
+    return True
 
 
 # --- layout: every kernel sees flat tensors in memory order ----------------------------------------
@@ -89,7 +115,7 @@ def _empty(x: Tensor, perm: tuple[int, ...]) -> Tensor:
     return pool.empty_strided(shape, stride, x.dtype)
 
 
-def _bits(backend: ModuleType, n: int, device: torch.device) -> Tensor:
+def _bits(backend: Backend, n: int, device: torch.device) -> Tensor:
     return torch.empty(backend.bits_nbytes(n), dtype=torch.uint8, device=device)
 
 
@@ -117,10 +143,6 @@ def run(fn: type[Function], *args: Any) -> Tensor:
 # --- rectifiers: relu (slope None) and leaky ---------------------------------------------------------
 
 
-#: RReLU's slope in training: (step seed, lower, upper, divisor form), drawn per element from Philox
-RReLUParams = tuple[int, float, float, bool]
-
-
 class Rectifier(Function):
     """The piecewise-linear family with a fixed or drawn slope: y = x for x > 0, else s·x.
 
@@ -133,22 +155,29 @@ class Rectifier(Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, slope: float | RReLUParams | None, lean: bool, backend: ModuleType) -> Tensor:
+    def forward(ctx: Any, backend: Backend, x: Tensor, slope: float | RReLUParams | None, lean: bool) -> Tensor:
         perm = memory_order(x)
         y = _empty(x, perm)
         bits = _bits(backend, x.numel(), x.device) if lean else None
         fwd = backend.rrelu_fwd if isinstance(slope, tuple) else backend.rect_fwd
-        fwd(_flat(x, perm), _flat_out(y, perm), slope, bits)
+        fwd(_flat(x, perm), _flat_out(y, perm), bits, slope)
         ctx.save_for_backward(bits if lean else y)
         ctx.slope, ctx.lean, ctx.backend, ctx.perm = slope, lean, backend, perm
+        ctx.like = (x.shape, x.stride(), x.dtype, x.device)
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (kept,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: g · f'(x), f' piecewise constant
-            return g * _rect_grad(ctx, kept, torch.ones_like(g)), None, None, None
-        return _rect_grad(ctx, kept, g), None, None, None
+        if torch.is_grad_enabled() or not eager(g):  # g · f'(x), f' piecewise constant (see the module)
+            return None, g * _rect_grad(ctx, kept, _ones(ctx.like)), None, None
+        return None, _rect_grad(ctx, kept, g), None, None
+
+
+def _ones(like: tuple[Any, ...]) -> Tensor:
+    """A plain tensor of ones with x's shape and layout (f'(x) = the backward of a gradient of ones)."""
+    shape, stride, dtype, device = like
+    return torch.ones_like(torch.empty_strided(shape, stride, dtype=dtype, device=device))
 
 
 def _rect_grad(ctx: Any, kept: Tensor, g: Tensor) -> Tensor:
@@ -161,6 +190,22 @@ def _rect_grad(ctx: Any, kept: Tensor, g: Tensor) -> Tensor:
 def rrelu_params(lower: float, upper: float, form: str, seed: int) -> RReLUParams:
     """RReLU's training slope for :class:`Rectifier` and the backends."""
     return int(seed), float(lower), float(upper), form == "divisor"
+
+
+def prelu_slopes(x: Tensor, weight: Tensor, channel_axis: int = 1) -> Tensor:
+    """``weight`` shaped to broadcast against ``x`` along ``channel_axis``; checks the count."""
+    c = weight.numel()
+    if c == 1:
+        return weight.reshape(())
+    if x.dim() < 2:
+        raise ValueError(f"prelu: {c} channels need an input with a channel axis; got shape {tuple(x.shape)}")
+    axis = channel_axis % x.dim()
+    if x.shape[axis] != c:
+        raise ValueError(f"prelu: input has {x.shape[axis]} channels on axis {channel_axis} but "
+                         f"num_parameters={c}; valid: 1 or {x.shape[axis]}")
+    shape = [1] * x.dim()
+    shape[axis] = c
+    return weight.reshape(shape)
 
 
 # --- PReLU ---------------------------------------------------------------------------------------------
@@ -193,43 +238,42 @@ class PReLU(Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, channel_axis: int, lean: bool, backend: ModuleType) -> Tensor:
+    def forward(ctx: Any, backend: Backend, x: Tensor, weight: Tensor, channel_axis: int, lean: bool) -> Tensor:
         perm = memory_order(x)
         geom = prelu_geometry(x, weight.numel(), channel_axis, perm)
         w = _slopes_as(weight, x.dtype)
         y = _empty(x, perm)
         bits_only = lean and not weight.requires_grad
         bits = _bits(backend, x.numel(), x.device) if bits_only else None
-        backend.prelu_fwd(_flat(x, perm), _flat_out(y, perm), w, geom, bits)
+        backend.prelu_fwd(_flat(x, perm), _flat_out(y, perm), bits, w, geom)
         ctx.save_for_backward(bits if bits_only else x, weight)
         ctx.bits_only, ctx.backend, ctx.perm, ctx.geom, ctx.channel_axis = bits_only, backend, perm, geom, channel_axis
+        ctx.like = (x.shape, x.stride(), x.dtype, x.device)
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         kept, weight = ctx.saved_tensors
-        need_w = ctx.needs_input_grad[1] and not ctx.bits_only
-        if torch.is_grad_enabled() and not ctx.bits_only:  # double backward: the plain formulas
-            from ..functional import prelu_slopes
-
+        need_w = ctx.needs_input_grad[2] and not ctx.bits_only
+        plain = torch.is_grad_enabled() or not eager(g)  # double backward, vmap: the plain formulas
+        if plain and not ctx.bits_only:
             a = prelu_slopes(kept, weight, ctx.channel_axis).to(kept.dtype)
             gx = torch.where(kept > 0, g, a * g)
             gw = None
             if need_w:
                 contrib = torch.where(kept > 0, torch.zeros_like(g), kept * g)
                 gw = _sum_to_channels(contrib, weight, ctx.channel_axis).to(weight.dtype)
-            return gx, gw, None, None, None
+            return None, gx, gw, None, None
         perm, backend = ctx.perm, ctx.backend
-        w = _slopes_as(weight, g.dtype)
-        if ctx.bits_only:  # with create_graph: g · f'(x), f' from the bits, so it is linear in g
-            create_graph = torch.is_grad_enabled()
-            gx = _empty(g, perm)
-            backend.prelu_bits_bwd(kept, _flat(torch.ones_like(g) if create_graph else g, perm), _flat_out(gx, perm),
-                                   w, ctx.geom)
-            return (g * gx if create_graph else gx), None, None, None, None
+        w = _slopes_as(weight, ctx.like[2])
+        if ctx.bits_only:  # g · f'(x) in plain mode, f' from the bits, so it is linear in g
+            ones = _ones(ctx.like) if plain else g
+            gx = _empty(ones, perm)
+            backend.prelu_bits_bwd(kept, _flat(ones, perm), _flat_out(gx, perm), w, ctx.geom)
+            return None, (g * gx if plain else gx), None, None, None
         gx = _empty(g, perm)
         gw = backend.prelu_bwd(_flat(kept, perm), _flat(g, perm), _flat_out(gx, perm), w, ctx.geom)
-        return gx, (gw.to(weight.dtype).view(weight.shape) if need_w else None), None, None, None
+        return None, gx, (gw.to(weight.dtype).view(weight.shape) if need_w else None), None, None
 
 
 def _slopes_as(weight: Tensor, dtype: torch.dtype) -> Tensor:
@@ -254,7 +298,8 @@ class ELU(Function):
     """y = x for x > 0, else α(eˣ − 1); kept: y, since f' = y + α for y ≤ 0 (f'(0) = α)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, alpha: float, backend: ModuleType) -> Tensor:
+    def forward(ctx: Any, backend: Backend, x: Tensor, alpha: float, lean: bool) -> Tensor:
+        """``lean`` is accepted for the common argument order; ELU keeps y either way."""
         perm = memory_order(x)
         y = _empty(x, perm)
         backend.elu_fwd(_flat(x, perm), _flat_out(y, perm), alpha)
@@ -265,11 +310,11 @@ class ELU(Function):
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return torch.where(y > 0, g, g * (y + ctx.alpha)), None, None
+        if torch.is_grad_enabled() or not eager(g):
+            return None, torch.where(y > 0, g, g * (y + ctx.alpha)), None, None
         gx = _empty(g, ctx.perm)
         ctx.backend.elu_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm), ctx.alpha)
-        return gx, None, None
+        return None, gx, None, None
 
 
 #: f' from the output, for the functions whose backward needs only y
@@ -280,22 +325,24 @@ _GRAD_FROM_OUTPUT: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 class FromOutput(Function):
-    """sigmoid or tanh (``name``), through the backend's ``<name>_fwd``/``<name>_bwd``; kept: y."""
+    """sigmoid or tanh (``name``), through the backend's kernels ``fwd(x, y)`` and
+    ``bwd(y, g, gx)`` (e.g. ``backend.tanh_fwd``, ``backend.tanh_bwd``); kept: y."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, backend: ModuleType, name: str) -> Tensor:
+    def forward(ctx: Any, backend: Backend, x: Tensor, fwd: Callable[..., None], bwd: Callable[..., None],
+                name: str, lean: bool = False) -> Tensor:
         perm = memory_order(x)
         y = _empty(x, perm)
-        getattr(backend, f"{name}_fwd")(_flat(x, perm), _flat_out(y, perm))
+        fwd(_flat(x, perm), _flat_out(y, perm))
         ctx.save_for_backward(y)
-        ctx.backend, ctx.perm, ctx.name = backend, perm, name
+        ctx.bwd, ctx.perm, ctx.name = bwd, perm, name
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: differentiable torch ops
-            return g * _GRAD_FROM_OUTPUT[ctx.name](y), None, None
+        if torch.is_grad_enabled() or not eager(g):  # double backward, vmap: differentiable torch ops
+            return None, g * _GRAD_FROM_OUTPUT[ctx.name](y), None, None, None, None
         gx = _empty(g, ctx.perm)
-        getattr(ctx.backend, f"{ctx.name}_bwd")(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
-        return gx, None, None
+        ctx.bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm))
+        return None, gx, None, None, None, None

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ROUNDS", "KEY_A", "KEY_B", "ROUND_A", "ROUND_B", "split_seed", "philox4x32", "uniforms"]
+__all__ = ["ROUNDS", "KEY_A", "KEY_B", "ROUND_A", "ROUND_B", "split_seed", "philox4x32", "uniforms", "slopes",
+           "torch_uniforms", "torch_slopes"]
 
 ROUNDS = 10
 KEY_A, KEY_B = 0x9E3779B9, 0xBB67AE85  # the Weyl sequence that bumps the key each round
@@ -90,3 +91,63 @@ def slopes(seed: int, n: int, lower: float, upper: float, form: str, dtype: Any 
         return np.clip(a, lo, dtype.type(upper))
     s = dtype.type(1) / a
     return np.clip(s, dtype.type(1) / dtype.type(upper), dtype.type(1) / dtype.type(lower))
+
+
+# --- the same stream in plain torch operations: the plain path, and what compilers trace --------------
+
+
+def _split_torch(seed: Any) -> tuple[Any, Any]:
+    """(k0, k1) of a step seed given as an int or as a 0-d int64 tensor (traced code)."""
+    if isinstance(seed, int):
+        return split_seed(seed)
+    return seed & _MASK, (seed >> 32) & _MASK
+
+
+def torch_uniforms(seed: Any, n: Any, device: Any = "cpu") -> Any:
+    """u of elements 0 … n−1 of the stream of ``seed``, as a float32 torch tensor.
+
+    Plain torch integer operations (int64 holding 32-bit words; the products of two 32-bit
+    words wrap in int64 and their high word is recovered exactly by shift and mask), so
+    ``torch.compile``, ``torch.export``, ``jit.trace`` and ONNX see ordinary operators. Bit for
+    bit the kernels' stream: the tests compare it with :func:`uniforms`.
+    """
+    import torch
+
+    k0, k1 = _split_torch(seed)
+    m = (n + 7) // 8
+    c0 = torch.arange(m, dtype=torch.int64, device=device)  # q < 2**28: its high word is 0
+    c1 = torch.zeros_like(c0)
+    c2 = torch.zeros_like(c0)
+    c3 = torch.zeros_like(c0)
+    for _ in range(ROUNDS):
+        pa, pb = c0 * ROUND_A, c2 * ROUND_B
+        c0, c1, c2, c3 = (((pb >> 32) & _MASK) ^ c1 ^ k0, pb & _MASK,
+                          ((pa >> 32) & _MASK) ^ c3 ^ k1, pa & _MASK)
+        k0, k1 = (k0 + KEY_A) & _MASK, (k1 + KEY_B) & _MASK
+    w = torch.stack([c0, c1, c2, c3], dim=-1)  # word (i div 2) mod 4 of counter i div 8
+    h = torch.stack([w & 0xFFFF, (w >> 16) & 0xFFFF], dim=-1).reshape(-1)[:n]  # low half for even i
+    return h.to(torch.float32) * 2.0**-16 + 2.0**-17
+
+
+def torch_slopes(seed: Any, shape: Any, lower: float, upper: float, form: str, dtype: Any, device: Any = "cpu") -> Any:
+    """RReLU's training slopes for a tensor of ``shape``, element i being the i-th in row-major
+    (logical) order — the kernels' slopes for a contiguous tensor of that shape — in ``dtype``.
+    Computed in the kernels' compute type (float64 for float64, float32 otherwise) and
+    clamped to the interval's rounded ends, as they do."""
+    import torch
+
+    n = 1
+    for s in shape:
+        n = n * s
+    import numpy as np
+
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    ty = np.float64 if compute == torch.float64 else np.float32  # Python floats rounded to it
+    lo, hi = ty(lower), ty(upper)
+    u = torch_uniforms(seed, n, device).to(compute)
+    a = u * float(hi - lo) + float(lo)  # lo + span·u, rounded as the kernels round it
+    if form == "slope":
+        s = a.clamp(float(lo), float(hi))
+    else:
+        s = a.reciprocal().clamp(float(ty(1) / hi), float(ty(1) / lo))
+    return s.reshape(shape).to(dtype)

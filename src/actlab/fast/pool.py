@@ -11,9 +11,12 @@ faults every time. The work is the kernel's zeroing and mapping of each 4 KiB pa
 each, which is more than the arithmetic of an activation.
 
 What: the outputs of actlab's CPU kernels (y in forward, the input gradient in backward) come
-from storages this pool keeps mapped. A storage is reused once nothing else refers to it —
-``torch._C._storage_Use_Count`` is 1, the pool's own reference — so an output still held by the
-caller, a view of it, or autograd (saved for backward) is never handed out twice. Outputs are
+from storages this pool keeps mapped. A storage is reused once nothing else can reach it: in C++,
+``torch._C._storage_Use_Count`` is 1 (the pool's own reference, so no tensor — the output, a
+view of it, autograd's saved copy — still uses it); and in Python, nobody but the pool holds
+the storage object, which ``y.untyped_storage()`` hands out — the same object as the pool's,
+so its C++ count stays 1 while the caller holds it (:func:`_idle`). Such a storage is never
+handed out twice. Outputs are
 ordinary tensors, not views, so in-place operations on them behave as on any other.
 
 Bounds: the pool holds at most ``max_bytes`` (default 256 MiB; environment variable
@@ -27,6 +30,7 @@ faults) are never pooled. :func:`release` drops the idle storages, as
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Sequence
 
@@ -40,6 +44,28 @@ __all__ = ["empty_strided", "configure", "release", "stats", "MIN_BYTES"]
 MIN_BYTES = 128 * 1024
 
 _use_count = torch._C._storage_Use_Count
+
+
+def _idle(s: torch.UntypedStorage) -> bool:
+    """Nothing but the pool reaches s: no tensor (C++ count 1), and no Python reference beyond
+    the pool's list and the caller's loop variable (the count :data:`_IDLE_REFS` measured)."""
+    return _use_count(s._cdata) == 1 and sys.getrefcount(s) <= _IDLE_REFS
+
+
+def _probe_refs() -> int:
+    """Python's reference count of a pooled storage seen from :func:`_idle`, when only the pool
+    holds it (measured once, as callers call it: from a loop over the pool's list)."""
+    entries = [torch.UntypedStorage(8)]
+    for s in entries:
+        return _refs(s)
+    raise AssertionError
+
+
+def _refs(s: torch.UntypedStorage) -> int:
+    return sys.getrefcount(s)
+
+
+_IDLE_REFS = _probe_refs()
 
 
 def _default_max_bytes() -> int:
@@ -76,8 +102,9 @@ class _Pool:
         """An idle storage of exactly nbytes, a new one, or None when the cap forbids it."""
         entries = self.by_size.get(nbytes)
         if entries:
-            for i, s in enumerate(entries):
-                if _use_count(s._cdata) == 1:
+            for i in range(len(entries)):  # not enumerate: its tuple would hold s too
+                s = entries[i]
+                if _idle(s):
                     if s.nbytes() == nbytes:
                         self.hits += 1
                         return s
@@ -99,7 +126,7 @@ class _Pool:
         """Drop idle storages (other sizes than ``keep`` first) until ``need`` bytes are freed."""
         for size in sorted(self.by_size, key=lambda k: (k == keep, -k)):
             entries = self.by_size[size]
-            for s in [s for s in entries if _use_count(s._cdata) == 1]:
+            for s in [s for s in entries if _idle(s)]:
                 if need <= 0:
                     return
                 entries.remove(s)
@@ -148,6 +175,6 @@ def stats() -> dict[str, int]:
     """``max_bytes``, ``held_bytes``, ``idle_bytes``, and the counts of ``hits`` (reused),
     ``misses`` (new storages) and ``fallbacks`` (plain allocations, the cap being reached)."""
     with _POOL.lock:
-        idle = sum(k for k, v in _POOL.by_size.items() for s in v if _use_count(s._cdata) == 1)
+        idle = sum(k for k, v in _POOL.by_size.items() for s in v if _idle(s))
         return {"max_bytes": _POOL.max_bytes, "held_bytes": _POOL.held, "idle_bytes": idle,
                 "hits": _POOL.hits, "misses": _POOL.misses, "fallbacks": _POOL.fallbacks}
