@@ -136,35 +136,18 @@ def test_every_module_has_a_layer():
             _layer(name)
 
 
-#: The kernels' side (``fast/`` and ``functional.py``), being reworked on another branch (issue 9:
-#: fast/ no longer imports functional, fast/check.py leaves the library). Held apart so the rest
-#: is checked strictly now; once that lands, the xfail below passes, and strict=True makes that
-#: an error: delete the marker then.
-KERNEL_SIDE = ("actlab/fast/", "actlab/functional.py")
-
-
-def _on_kernel_side(v: str) -> bool:
-    return v.startswith(KERNEL_SIDE)
-
-
 def test_imports_point_down_and_never_at_the_package_face():
-    assert [v for v in violations() if not _on_kernel_side(v)] == []
+    assert violations() == []
 
 
 def test_no_import_circles():
-    assert [c for c in circles() if not {"actlab.functional", "actlab.fast"} <= set(c)] == []
-
-
-@pytest.mark.xfail(strict=True, reason="issue 9 (branch i9) removes fast/ → functional and moves fast/check.py "
-                                       "out of the library; remove this marker when it lands")
-def test_the_kernel_side_holds_the_rule_too():
-    assert [v for v in violations() if _on_kernel_side(v)] == [] and circles() == []
+    assert circles() == []
 
 
 def test_the_walker_sees_lazy_relative_and_absolute_imports():
     """The checker itself can fail: it finds the imports a module really has."""
     assert any(t == "actlab.registry" for _, t in _imports("actlab.factory"))
-    assert any(t == "actlab.functional" for _, t in _imports("actlab.fast.ops"))  # lazy, relative ..
+    assert any(t == "actlab.registry" for _, t in _imports("actlab.functional"))  # lazy, relative .
     assert {t for _, t in _imports("actlab.lab.train")} >= {"actlab.factory", "actlab.lab.monitors"}
     assert any(t == "actlab.lab.models" for _, t in _imports("actlab.lab.plan"))  # inside a function
     assert _layer("actlab.fast.cpu") == 2 and _layer("actlab.lab.verify") == 9 and _layer("actlab.cli") == 10
