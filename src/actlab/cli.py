@@ -188,7 +188,11 @@ def _add_compare(sub: Any) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=defaults.optimizer, metavar="NAME",
                    help=f"{' | '.join(plan.OPTIMIZERS)} (default: %(default)s)")
-    g.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--lr", default=str(defaults.lr), metavar="LR[,LR...]",
+                   help="peak learning rate, or a comma-separated grid such as 0.003,0.01,0.03,0.1: every "
+                        "variant runs at every rate and seed, and the report compares each variant at its own "
+                        "rate, the one with the lowest mean validation error over the seeds (never the test "
+                        "set); resuming adds only the missing runs (default: %(default)s)")
     g.add_argument("--schedule", default=defaults.schedule, metavar="NAME",
                    help=f"{' | '.join(plan.SCHEDULES)} (default: %(default)s)")
     g.add_argument("--momentum", type=float, default=defaults.momentum,
@@ -220,8 +224,9 @@ def _run_compare(args: argparse.Namespace) -> int:
     comparison = plan.Comparison(
         variants=tuple(plan.parse_variants(args.acts)), seeds=args.seeds, data=args.data, subset=args.subset,
         val_fraction=args.val_fraction, model=args.model, width=args.width, depth=args.depth,
-        batchnorm=args.batchnorm, init=args.init, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, batch_size=args.batch_size, schedule=args.schedule)
+        batchnorm=args.batchnorm, init=args.init, epochs=args.epochs, optimizer=args.optimizer,
+        lr=plan.parse_lrs(args.lr), momentum=args.momentum, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, schedule=args.schedule)
     out = args.out if args.out is not None else compare.default_out(args.data)
     result = compare.compare(comparison, out, device=args.device, quiet=args.quiet, download=args.download,
                              target_error=args.target_error, argv=_explicit_command(args))

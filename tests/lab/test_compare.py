@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -81,6 +82,25 @@ def test_divergence_is_recorded_and_reported(tmp_path, capsys):
     assert "| relu | 0 | diverged |" in md and "relu: 1 of 1 runs diverged" in md
 
 
+def test_an_lr_grid_resumes_a_single_rate_store_and_keeps_every_run(tmp_path, capsys):
+    out = tmp_path / "grid"
+    args = ["compare", *TINY, "--acts", "relu,tanh", "--seeds", "1", "--epochs", "1", "--out", str(out)]
+    assert cli.main([*args, "--lr", "0.05"]) == 0
+    first = _done_runs(out)
+    assert len(first) == 2
+    capsys.readouterr()
+    assert cli.main([*args, "--lr", "0.02,0.05"]) == 0
+    err = capsys.readouterr().err
+    assert "4 runs (2 variants × 2 learning rates × 1 seeds" in err and "2 already there, running 2" in err
+    assert "relu" in err and "seed 0 lr 0.02: done" in err
+    assert set(first) <= set(_done_runs(out)) and len(_done_runs(out)) == 4
+    with _db(out) as db:
+        rates = sorted(json.loads(spec)["lr"] for (spec,) in db.execute("SELECT spec FROM runs"))
+    assert rates == [0.02, 0.02, 0.05, 0.05]
+    assert cli.main([*args, "--lr", "0.05,0.02", "--quiet"]) == 0  # the same grid in another order: nothing to run
+    assert len(_done_runs(out)) == 4
+
+
 def _one_line_error(capsys, argv):
     rc = cli.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
@@ -101,6 +121,8 @@ def _one_line_error(capsys, argv):
     (["--seeds", "0"], "invalid seeds=0"),
     (["--epochs", "0"], "invalid epochs=0"),
     (["--lr", "-1"], "invalid lr"),
+    (["--lr", "0.01,fast"], "invalid lr 'fast' in --lr '0.01,fast'"),
+    (["--lr", "0.01,0.01"], "0.01 is given twice"),
     (["--batch-size", "0"], "invalid batch_size"),
     (["--subset", "0"], "invalid subset"),
     (["--val-fraction", "1"], "invalid val_fraction"),

@@ -122,3 +122,44 @@ def test_bad_settings_raise_one_line(field, value, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(").replace("[", r"\[")) as e:
         c.check()
     assert "\n" not in str(e.value)
+
+
+def test_an_lr_grid_runs_every_variant_at_every_rate_with_the_single_rate_keys():
+    variants = tuple(parse_variants("relu,tanh"))
+    grid = plan.plan(Comparison(variants=variants, seeds=2, lr=(0.01, 0.1)))
+    assert [(s.seed, s.lr, s.variant) for s in grid[:5]] == [
+        (0, 0.01, "relu"), (0, 0.01, "tanh"), (0, 0.1, "relu"), (0, 0.1, "tanh"), (1, 0.01, "relu")]
+    assert len(grid) == 8 and len({s.key for s in grid}) == 8
+    # each rate's runs are exactly the runs (same keys) of the comparison at that one rate:
+    # a grid resumes a single-rate store, and a single rate is today's plan
+    for lr in (0.01, 0.1):
+        single = plan.plan(Comparison(variants=variants, seeds=2, lr=lr))
+        assert [s.key for s in single] == [s.key for s in grid if s.lr == lr]
+        assert [s.key for s in plan.plan(Comparison(variants=variants, seeds=2, lr=[lr]))] == [s.key for s in single]
+    assert Comparison(variants=variants, lr=[0.1, 0.3]).lrs == (0.1, 0.3)
+    assert Comparison(variants=variants, lr=[0.1]).lr == 0.1
+    assert Comparison(variants=variants, lr=[0.1, 0.3]).settings()["lr"] == [0.1, 0.3]
+    assert Comparison(variants=variants).settings()["lr"] == 0.02
+    json.dumps(Comparison(variants=variants, lr=(0.1, 0.3)).settings())
+
+
+@pytest.mark.parametrize("text, expected", [("0.02", 0.02), (" 0.003, 0.01,1e-1 ", (0.003, 0.01, 0.1))])
+def test_parse_lrs(text, expected):
+    assert plan.parse_lrs(text) == expected
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "invalid lr ''"), ("0.1,", "invalid lr ''"), ("0.1,fast", "invalid lr 'fast'"), ("-1", "invalid lr '-1'"),
+    ("0,0.1", "invalid lr '0'"), ("inf", "invalid lr 'inf'"), ("0.1,0.10", "0.10 is given twice"),
+])
+def test_bad_lr_lists_raise_one_line(text, match):
+    with pytest.raises(ValueError, match=match) as e:
+        plan.parse_lrs(text)
+    assert "\n" not in str(e.value) and "0.003,0.01,0.03,0.1" in str(e.value)
+
+
+@pytest.mark.parametrize("lr, match", [((), "invalid lr=()"), ((0.1, -0.1), "invalid lr"),
+                                       ((0.1, 0.1), "one is given twice")])
+def test_bad_lr_grids_in_the_api(lr, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        Comparison(variants=tuple(parse_variants("relu")), lr=lr).check()

@@ -114,3 +114,29 @@ def test_pick_device():
 def test_failed_record():
     r = train.failed(spec(), "RuntimeError: out of memory", device="cpu")
     assert r.status == "failed" and r.epochs == [] and "out of memory" in r.error
+
+
+def test_first_calls_are_warmed_before_the_clock_starts(digits, monkeypatch):
+    # A kernel's first call compiles it (numba: ~1 min on a cold cache). Here an activation whose
+    # first call in training and in evaluation each costs 1.5 s stands for one: that time must
+    # fall in the untimed warm-up, not in the run's training or evaluation seconds.
+    import time
+
+    import actlab
+
+    first = {"train": True, "eval": True}
+
+    class ColdReLU(type(actlab.layer("relu"))):
+        def forward(self, x):
+            mode = "train" if torch.is_grad_enabled() else "eval"
+            if first[mode]:
+                first[mode] = False
+                time.sleep(1.5)
+            return super().forward(x)
+
+    monkeypatch.setattr(train, "activation_factory", lambda s: lambda channels: ColdReLU())
+    r = train.run(spec("relu", epochs=2), digits)
+    assert r.status == "done" and not any(first.values())
+    assert r.train_seconds < 1.5 and r.eval_seconds < 1.5 and r.wall_seconds > 3
+    assert sum(e["seconds"] for e in r.epochs) == pytest.approx(r.train_seconds)  # per epoch, stored
+    assert r.steps[-1]["train_seconds"] == pytest.approx(r.train_seconds)

@@ -94,7 +94,8 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
         store.add_invocation(list(argv) if argv is not None else sys.argv, settings, train.environment(device))
         finished = store.finished()
         todo = [s for s in specs if s.key not in finished]
-        say(f"actlab compare: {len(specs)} runs ({len(comparison.variants)} variants × {comparison.seeds} seeds, "
+        grid = f" × {len(comparison.lrs)} learning rates" if len(comparison.lrs) > 1 else ""
+        say(f"actlab compare: {len(specs)} runs ({len(comparison.variants)} variants{grid} × {comparison.seeds} seeds, "
             f"{comparison.model} on {dataset!r}) → {out / DB_NAME}; {len(specs) - len(todo)} already there, "
             f"running {len(todo)} on {device}")
         counts = {"done": 0, "diverged": 0, "failed": 0}
@@ -110,7 +111,8 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
                 err = last.get("test_error")
                 note = (f"test error {100 * err:.2f}%" if err is not None and result.status == "done"
                         else report.one_line(result.error, 160))
-                bar.write(f"  {result.spec.variant:<28} seed {result.spec.seed}: {result.status:<8} {note}  "
+                at = f" lr {result.spec.lr:g}" if len(comparison.lrs) > 1 else ""
+                bar.write(f"  {result.spec.variant:<28} seed {result.spec.seed}{at}: {result.status:<8} {note}  "
                           f"({result.train_seconds:.1f} s training)", file=sys.stderr)
         bar.close()
     paths = report.write(out, target_error=target_error)

@@ -1,7 +1,7 @@
-"""A comparison as a list of independent runs: activation variant × seed.
+"""A comparison as a list of independent runs: activation variant × learning rate × seed.
 
 A :class:`Comparison` is what ``actlab compare`` was asked (data, model, variants, seeds,
-optimisation). :func:`plan` turns it into :class:`RunSpec` s, each a complete, JSON-serialisable
+optimisation, one learning rate or a grid of them). :func:`plan` turns it into :class:`RunSpec` s, each a complete, JSON-serialisable
 description of one training run with a stable :attr:`RunSpec.key`. A run is a pure function of its
 spec (see :func:`actlab.lab.train.run`), so a local loop and a cluster task execute the same unit,
 and the key lets a rerun skip what the results database already holds.
@@ -27,8 +27,8 @@ from typing import Any
 from .. import registry
 from ..swap import CHANNELWISE
 
-__all__ = ["Variant", "RunSpec", "Comparison", "parse_variants", "plan", "OPTIMIZERS", "SCHEDULES", "INITS",
-           "PROTOCOL"]
+__all__ = ["Variant", "RunSpec", "Comparison", "parse_variants", "parse_lrs", "plan", "OPTIMIZERS", "SCHEDULES",
+           "INITS", "PROTOCOL"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
@@ -196,7 +196,9 @@ class RunSpec:
 
     @property
     def group(self) -> str:
-        """A hash of the setting shared by the runs of one comparison (all but act and seed)."""
+        """A hash of the setting shared by the runs of one comparison at one learning rate (all but
+        act and seed; stored as ``runs.grp``). A comparison over an ``lr`` grid has one group per
+        rate: the analysis groups its runs by the setting without ``lr``."""
         d = self.to_dict()
         for k in ("variant", "act", "hparams", "seed"):
             del d[k]
@@ -221,7 +223,12 @@ def _digest(d: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """What ``actlab compare`` was asked: one setting, several variants, several seeds."""
+    """What ``actlab compare`` was asked: one setting, several variants, several seeds.
+
+    ``lr`` is one peak learning rate or a grid of them (a tuple; a list is taken as one): every
+    variant runs at every rate and seed, and the analysis compares each variant at the rate of
+    its lowest mean validation error. :attr:`lrs` is the grid either way.
+    """
 
     variants: tuple[Variant, ...]
     seeds: int = 3  # seeds 0 .. seeds-1
@@ -235,11 +242,22 @@ class Comparison:
     init: str = "kaiming"
     epochs: int = 10
     optimizer: str = "sgd"
-    lr: float = 0.02
+    lr: float | tuple[float, ...] = 0.02  # one peak learning rate, or a grid: every variant runs at each
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 64
     schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        # A list or tuple of rates is a grid; a grid of one rate is that rate (the same runs and keys).
+        if isinstance(self.lr, (list, tuple)):
+            grid = tuple(self.lr)
+            object.__setattr__(self, "lr", grid[0] if len(grid) == 1 else grid)
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        """The learning rates every variant runs at: ``(lr,)`` for one rate."""
+        return self.lr if isinstance(self.lr, tuple) else (self.lr,)
 
     def check(self) -> None:
         """Raise a one-line ``ValueError`` for the first invalid setting."""
@@ -272,8 +290,10 @@ class Comparison:
             raise bad("init", ", ".join(INITS))
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", ", ".join(OPTIMIZERS))
-        if not (is_num(self.lr) and self.lr > 0):
-            raise bad("lr", "a number > 0")
+        if not self.lrs or not all(is_num(lr) and lr > 0 for lr in self.lrs):
+            raise bad("lr", "a number > 0, or a tuple of such numbers (a grid)")
+        if len(set(self.lrs)) < len(self.lrs):
+            raise bad("lr", "distinct rates (one is given twice)")
         if not (is_num(self.momentum) and 0 <= self.momentum < 1):
             raise bad("momentum", "a number in [0, 1)")
         if not (is_num(self.weight_decay) and self.weight_decay >= 0):
@@ -291,18 +311,45 @@ class Comparison:
         """The comparison as plain JSON data (variants as labels), for the results database."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variants"}
         d["variants"] = [v.label for v in self.variants]
+        d["lr"] = list(self.lr) if isinstance(self.lr, tuple) else self.lr  # a float, or the grid as a list
         return d
 
 
 def plan(comparison: Comparison) -> list[RunSpec]:
-    """The runs of ``comparison``, seed-major: every variant for seed 0, then seed 1, ...
+    """The runs of ``comparison``, seed-major: for seed 0 every variant at every learning rate
+    (rate by rate, in the order given), then seed 1, ...
 
-    Seed-major order makes an interrupted comparison leave complete matched pairs behind.
+    Seed-major order makes an interrupted comparison leave complete matched sets behind. Each run
+    has one learning rate (:attr:`RunSpec.lr`), so a run of a grid has the key that the same
+    comparison with that single ``lr`` gives it: a grid resumes a single-rate store and adds the
+    other rates, and widening a grid runs only the new rates.
     """
     comparison.check()
     if comparison.model == "auto":
         raise ValueError("plan: resolve model 'auto' first (actlab.lab.models.default_for)")
     shared = {f.name: getattr(comparison, f.name) for f in fields(comparison)
-              if f.name not in ("variants", "seeds")}
-    return [RunSpec(**shared, act=v.act, hparams=v.hparams, variant=v.label, seed=seed)
-            for seed in range(comparison.seeds) for v in comparison.variants]
+              if f.name not in ("variants", "seeds", "lr")}
+    return [RunSpec(**shared, act=v.act, hparams=v.hparams, variant=v.label, seed=seed, lr=lr)
+            for seed in range(comparison.seeds) for lr in comparison.lrs for v in comparison.variants]
+
+
+def parse_lrs(text: str) -> float | tuple[float, ...]:
+    """``"0.02"`` → 0.02; ``"0.003,0.01,0.03"`` → (0.003, 0.01, 0.03): ``--lr`` as a rate or a grid.
+
+    Raises a one-line ``ValueError`` for an empty item, a word that is not a number, a rate that
+    is not > 0 or a rate given twice.
+    """
+    items = [t.strip() for t in str(text).split(",")]
+    valid = "valid: a number > 0, or a comma-separated grid such as 0.003,0.01,0.03,0.1"
+    rates = []
+    for item in items:
+        try:
+            rate = float(item)
+        except ValueError:
+            raise ValueError(f"invalid lr {item!r} in --lr {text!r}; {valid}") from None
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"invalid lr {item!r} in --lr {text!r}; {valid}")
+        if rate in rates:
+            raise ValueError(f"invalid --lr {text!r}: {item} is given twice; {valid}")
+        rates.append(rate)
+    return rates[0] if len(rates) == 1 else tuple(rates)

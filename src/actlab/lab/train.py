@@ -15,9 +15,14 @@ What makes runs with the same seed a matched pair across activations:
   so it does not shift the global RNG that dropout, if any, uses.
 
 Divergence (a non-finite training loss) ends the run early with status ``"diverged"``; it is a
-result, not an error. Training time (``train_seconds``) counts the training steps only: not
-evaluation, not the monitors (whose time they measure themselves; on CUDA, where their kernels
-run asynchronously, part of it stays in).
+result, not an error. Training time (``train_seconds``, and each epoch's ``seconds``) counts the
+training steps only: not evaluation, not the monitors (whose time they measure themselves; on
+CUDA, where their kernels run asynchronously, part of it stays in), and not compilation: an
+untimed warm-up step on a copy of the model runs first (:func:`_warm_up`).
+
+The loop in :func:`_run` reads as the recipe: batches → forward → loss → backward → step, the
+bookkeeping kept in three helpers: :class:`_Batches` (the data order), :class:`_Clock` (training
+seconds less the monitors') and :class:`_Log` (loss and error per window of steps, divergence).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -206,50 +211,27 @@ def run(spec: RunSpec, dataset: Any, *, device: str = "cpu", progress: bool = Fa
 def _run(spec: RunSpec, dataset: Any, *, device: str, progress: bool, flushed: bool) -> RunResult:
     started, wall0 = _now(), time.perf_counter()
     dev = torch.device(device)
-
-    # --- data -------------------------------------------------------------------------------
-    x_train, y_train = dataset.x_train.to(dev), dataset.y_train.to(dev)
-    n = len(y_train)
-    steps_per_epoch = max(1, n // spec.batch_size + (n % spec.batch_size > 1))  # drop a last batch of 1 (batch norm)
-    order = torch.Generator().manual_seed(spec.seed)  # data order: a stream of its own
-
-    # --- model ------------------------------------------------------------------------------
-    torch.manual_seed(spec.seed)
+    batches = _Batches(dataset.x_train.to(dev), dataset.y_train.to(dev), spec.batch_size, seed=spec.seed)
+    torch.manual_seed(spec.seed)  # the shared layers' initial weights (see the module docstring)
     model = models.build(spec.model, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
                          act=activation_factory(spec), width=spec.width, depth=spec.depth,
                          batchnorm=spec.batchnorm, init=spec.init).to(dev)
-
-    # --- optimiser --------------------------------------------------------------------------
     opt = _optimizer(spec, model)
-    total_steps = spec.epochs * steps_per_epoch
-    if spec.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / total_steps)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-    monitor = Monitor(model, models.activation_layers(model), example=x_train[:2])
-    _warm_up(model, x_train[:spec.batch_size], y_train[:spec.batch_size], dev)
+    sched = _schedule(spec, opt, spec.epochs * len(batches))
+    monitor = Monitor(model, models.activation_layers(model), example=batches.x[:2])
+    _warm_up(model, batches.x[:spec.batch_size], batches.y[:spec.batch_size], dev)
 
-    # --- train ------------------------------------------------------------------------------
     result = RunResult(spec, "done", started=started, device=str(dev), environment=environment(str(dev)))
     result.environment["flush_denormal"] = flushed
     result.environment["data"] = {"name": dataset.name, "sizes": dataset.meta.get("sizes"),
                                   "input_shape": list(dataset.input_shape), "classes": dataset.num_classes}
-    log_every = max(1, steps_per_epoch // STEPS_PER_EPOCH_LOGGED)
-    bar = _bar(spec, total_steps, progress)
-    step = 0
+    clock = _Clock(dev, monitor)
+    log = _Log(result, len(batches), clock, _bar(spec, spec.epochs * len(batches), progress))
     with monitor:
         for epoch in range(1, spec.epochs + 1):
             model.train()
-            perm = torch.randperm(n, generator=order).to(dev)
-            sums = torch.zeros(2, device=dev, dtype=torch.float64)  # summed loss, wrong: the epoch
-            window = torch.zeros(2, device=dev, dtype=torch.float64)  # the same since the last log
-            window_count = 0
-            elapsed, mon0 = 0.0, monitor.seconds  # this epoch's training time so far, monitors in
-            _sync(dev)
-            t0 = time.perf_counter()
-            for i in range(steps_per_epoch):
-                idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
-                xb, yb = x_train[idx], y_train[idx]
+            clock.start()
+            for xb, yb in batches.epoch():
                 monitor.active = True
                 out = model(xb)
                 monitor.active = False
@@ -259,61 +241,166 @@ def _run(spec: RunSpec, dataset: Any, *, device: str, progress: bool, flushed: b
                 monitor.after_backward()
                 opt.step()
                 sched.step()
-                step += 1
-                with torch.no_grad():  # on the device, no sync: read once per window
-                    batch = torch.stack([loss.detach().double() * len(yb), (out.argmax(1) != yb).sum().double()])
-                    window += batch
-                    sums += batch
-                window_count += len(yb)
-                if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:
-                    _sync(dev)
-                    elapsed += time.perf_counter() - t0
-                    w_loss, w_wrong = (window / window_count).tolist()
-                    window.zero_()
-                    window_count = 0
-                    result.steps.append({
-                        "step": step, "epoch": epoch - 1 + (i + 1) / steps_per_epoch,
-                        "train_seconds": result.train_seconds + elapsed - (monitor.seconds - mon0),
-                        "loss": w_loss, "error": w_wrong})
-                    bar.update(step - bar.n)
-                    bar.set_postfix(loss=f"{w_loss:.3g}", err=f"{w_wrong:.3f}")
-                    if not math.isfinite(w_loss):
-                        result.status = "diverged"
-                        result.error = f"training loss became {w_loss} in epoch {epoch} (step {step})"
-                        break
-                    t0 = time.perf_counter()
-            epoch_seconds = elapsed - (monitor.seconds - mon0)
-            result.train_seconds += epoch_seconds
+                if log.step(epoch, loss, out, yb) == "diverged":
+                    break
+            epoch_seconds = clock.stop()
             if result.status == "diverged":
                 break
 
-            # --- evaluate -----------------------------------------------------------------
             t_eval = time.perf_counter()
             val_loss, val_error = evaluate(model, dataset.x_val, dataset.y_val, device=dev)
             test_loss, test_error = evaluate(model, dataset.x_test, dataset.y_test, device=dev)
             result.eval_seconds += time.perf_counter() - t_eval
-            seen = min(n, steps_per_epoch * spec.batch_size)
-            train_loss, train_wrong = sums.tolist()
+            train_loss, train_error = log.epoch_means()
             result.epochs.append({
-                "epoch": epoch, "train_loss": train_loss / seen, "train_error": train_wrong / seen,
+                "epoch": epoch, "train_loss": train_loss, "train_error": train_error,
                 "val_loss": val_loss, "val_error": val_error, "test_loss": test_loss, "test_error": test_error,
-                "lr": opt.param_groups[0]["lr"], "seconds": epoch_seconds, "train_seconds": result.train_seconds,
+                "lr": opt.param_groups[0]["lr"], "seconds": epoch_seconds, "train_seconds": clock.seconds,
             })
             result.layers.extend(monitor.end_epoch(epoch))
-    bar.close()
+    log.close()
+    result.train_seconds = clock.seconds
     result.wall_seconds = time.perf_counter() - wall0
     result.finished = _now()
     return result
 
 
+def _schedule(spec: RunSpec, opt: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning rate per step: ``cosine`` decays from the peak to 0 over the run, ``constant`` keeps it."""
+    if spec.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / total_steps)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+
+
+class _Batches:
+    """The training set in shuffled mini-batches, a new order each epoch from a generator of its
+    own (seeded with the run's seed, so the data order is the same for every activation). A last
+    batch of one example is dropped (batch norm cannot train on it)."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, *, seed: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        n = len(y)
+        self.steps = max(1, n // batch_size + (n % batch_size > 1))
+        self.seen = min(n, self.steps * batch_size)  # examples one epoch trains on
+        self._order = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
+        perm = torch.randperm(len(self.y), generator=self._order).to(self.x.device)
+        for i in range(self.steps):
+            idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class _Clock:
+    """Training seconds: the time between :meth:`start` and :meth:`stop`, less the time the
+    monitors spent in it (they keep their own clock, ``Monitor.seconds``). Synchronises a CUDA
+    device at both ends, so that queued kernels count where they run."""
+
+    def __init__(self, device: torch.device, monitor: Monitor) -> None:
+        self.device, self.monitor = device, monitor
+        self.seconds = 0.0  # training seconds so far
+        self._lap = 0.0  # this lap's training seconds so far
+        self._t0 = self._m0 = 0.0
+        self._running = False
+
+    def start(self) -> None:
+        """Start a lap (an epoch)."""
+        self._lap = 0.0
+        self.resume()
+
+    def resume(self) -> None:
+        _sync(self.device)
+        self._t0, self._m0 = time.perf_counter(), self.monitor.seconds
+        self._running = True
+
+    def pause(self) -> float:
+        """Stop counting (e.g. while a log line is written); the training seconds so far."""
+        if self._running:
+            _sync(self.device)
+            lap = (time.perf_counter() - self._t0) - (self.monitor.seconds - self._m0)
+            self._lap += lap
+            self.seconds += lap
+            self._running = False
+        return self.seconds
+
+    def stop(self) -> float:
+        """End the lap; its training seconds."""
+        self.pause()
+        return self._lap
+
+
+class _Log:
+    """The training loss and error as the steps go: summed on the device, read (one sync) once per
+    window of a few steps into ``result.steps``, and over the epoch for its row. A non-finite
+    window loss marks the run diverged, with what to try next."""
+
+    def __init__(self, result: RunResult, steps_per_epoch: int, clock: _Clock, bar: Any) -> None:
+        self.result, self.steps_per_epoch, self.clock, self.bar = result, steps_per_epoch, clock, bar
+        self.every = max(1, steps_per_epoch // STEPS_PER_EPOCH_LOGGED)
+        self.step_count = 0
+        self._i = 0  # step within the epoch
+        self._epoch = self._window = None
+        self._epoch_n = self._window_n = 0
+
+    def step(self, epoch: int, loss: Tensor, out: Tensor, y: Tensor) -> str:
+        """Count one training step; at the end of a window, log it. Returns the run's status."""
+        if self._i == 0:  # a new epoch
+            self._epoch = torch.zeros(2, device=loss.device, dtype=torch.float64)  # summed loss, wrong
+            self._window = torch.zeros(2, device=loss.device, dtype=torch.float64)
+            self._epoch_n = self._window_n = 0
+        with torch.no_grad():  # on the device, no sync
+            batch = torch.stack([loss.detach().double() * len(y), (out.argmax(1) != y).sum().double()])
+            self._window += batch
+            self._epoch += batch
+        self._window_n += len(y)
+        self._epoch_n += len(y)
+        self.step_count += 1
+        self._i += 1
+        if self._i % self.every == 0 or self._i == self.steps_per_epoch:
+            self._write(epoch)
+        if self._i == self.steps_per_epoch or self.result.status == "diverged":
+            self._i = 0
+        return self.result.status
+
+    def _write(self, epoch: int) -> None:
+        train_seconds = self.clock.pause()
+        loss, wrong = (self._window / self._window_n).tolist()
+        self._window.zero_()
+        self._window_n = 0
+        self.result.steps.append({"step": self.step_count, "epoch": epoch - 1 + self._i / self.steps_per_epoch,
+                                  "train_seconds": train_seconds, "loss": loss, "error": wrong})
+        self.bar.update(self.step_count - self.bar.n)
+        self.bar.set_postfix(loss=f"{loss:.3g}", err=f"{wrong:.3f}")
+        if not math.isfinite(loss):
+            self.result.status = "diverged"
+            self.result.error = f"training loss became {loss} in epoch {epoch} (step {self.step_count})"
+        elif self._i < self.steps_per_epoch:
+            self.clock.resume()
+
+    def epoch_means(self) -> tuple[float, float]:
+        """The epoch's mean training loss and error (over the examples its steps saw)."""
+        loss, wrong = self._epoch.tolist()
+        return loss / self._epoch_n, wrong / self._epoch_n
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _warm_up(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> None:
-    """One forward and backward on a copy of the model: first calls allocate memory and pick
-    kernels, which would otherwise be charged to whichever run a process happens to start with.
-    The copy and the forked RNG leave the model, its RReLU generators and the global RNG as they were."""
+    """One training step's forward and backward, and one evaluation forward, on a copy of the
+    model, untimed: the first calls compile kernels (numba's, ~1 min on a cold cache; Triton's),
+    allocate memory and pick algorithms, which would otherwise be charged to the first epoch of
+    whichever run a process happens to start with. The copy and the forked RNG leave the model,
+    its RReLU generators and the global RNG as they were."""
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         twin = copy.deepcopy(model).train()
         nn.functional.cross_entropy(twin(x), y).backward()
+        with torch.no_grad():
+            twin.eval()(x)
     _sync(device)
 
 
