@@ -28,6 +28,7 @@ Intervals of bounded quantities (error rates) take ``bounds`` and are clipped in
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats as _sps
+from scipy.integrate import quad
 from scipy.optimize import brentq
 
 __all__ = ["Summary", "PairedTest", "Estimate", "summarize", "paired_test", "holm", "iqm", "iqm_interval",
@@ -219,17 +221,32 @@ def min_detectable_difference(std_diff: float, n: int, *, power: float = 0.8, al
     detects with probability ``power`` over ``n`` pairs whose differences have SD ``std_diff``.
 
     Power(δ) = P(|T| > t_crit), T noncentral t with n − 1 degrees of freedom and noncentrality
-    δ·√n / sd; solved for δ. NaN for n < 2 or an undefined/zero SD.
+    δ·√n / sd (integrated numerically); solved for δ. NaN for n < 2 or an undefined/zero SD.
     """
     if n < 2 or not (std_diff > 0 and math.isfinite(std_diff)):
         return _NAN
+    return _detectable_dz(n, power, alpha) * std_diff
+
+
+@functools.lru_cache(maxsize=64)
+def _detectable_dz(n: int, power: float, alpha: float) -> float:
+    """The detectable difference in units of the SD of the differences (it scales with the SD)."""
     df = n - 1
     crit = float(_sps.t.ppf(1 - alpha / 2, df))
+    # T = (Z + nc) / S with S = sqrt(chi2_df / df): integrate P(|T| > crit | S) over S's density
+    # where scipy's nct gives NaN (df = 1 at large nc)
+    s_dist = _sps.chi(df, scale=1 / math.sqrt(df))
+
+    def by_integral(nc: float) -> float:
+        def given(s: float) -> float:
+            return float(_sps.norm.sf(crit * s - nc) + _sps.norm.cdf(-crit * s - nc)) * float(s_dist.pdf(s))
+        return float(quad(given, 0, np.inf, limit=200)[0])
 
     def gap(nc: float) -> float:
-        return float(_sps.nct.sf(crit, df, nc) + _sps.nct.cdf(-crit, df, nc)) - power
+        p = float(_sps.nct.sf(crit, df, nc) + _sps.nct.cdf(-crit, df, nc))
+        return (p if math.isfinite(p) else by_integral(nc)) - power
 
     hi = 1.0
     while gap(hi) < 0:
         hi *= 2
-    return float(brentq(gap, 0.0, hi, xtol=1e-10)) * std_diff / math.sqrt(n)
+    return float(brentq(gap, 0.0, hi, xtol=1e-8)) / math.sqrt(n)
