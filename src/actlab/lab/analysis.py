@@ -564,7 +564,9 @@ def _paired(variants: list[str], baseline: str, by_variant: dict[str, list[Run]]
 
 
 def _pp(x: float) -> str:
-    return f"{100 * x:+.2f} pp"
+    """Signed percentage points; what rounds to zero prints as 0.00 (no "-0.00")."""
+    s = f"{100 * x:+.2f}"
+    return f"{'0.00' if float(s) == 0 else s} pp"
 
 
 def _verdict(entry: Paired, which: str) -> str:

@@ -312,7 +312,7 @@ def title_of(analysis: Analysis) -> str:
     """``actlab report: <data> · <model>`` (every data set and model of the database)."""
     seen: list[str] = []
     for g in analysis.groups:
-        name = f"{g.data.get('name', g.setting.get('data', '?'))} · {g.setting.get('model', '?')}"
+        name = " ".join(f"{g.data.get('name', g.setting.get('data', '?'))} · {g.setting.get('model', '?')}".split())
         if name not in seen:
             seen.append(name)
     return "actlab report: " + ("; ".join(seen) if seen else "no runs yet")
