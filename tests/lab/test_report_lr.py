@@ -243,3 +243,29 @@ def test_report_json_is_the_typed_analysis(grid):
     assert {"value", "ci_low", "ci_high", "n"} <= set(g["table"][0]["iqm"])
     assert {"d_z", "p_better", "detectable", "p_holm", "verdict"} <= set(g["paired"][0]["final"])
     assert js["randomness"].startswith("A seed varies")
+
+
+def _chromium():
+    import shutil
+
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium on this machine (Debian: apt-get install chromium)")
+def test_the_page_fits_a_phone_in_a_browser(hostile, tmp_path):
+    """Measured: headless Chromium at its narrowest window (500 CSS px; it will not go to 390) lays
+    the report out without horizontal overflow of the page; wide tables scroll in their containers."""
+    import subprocess
+
+    page = report.write(hostile, resamples=RESAMPLES)["html"].read_text()
+    probe = ("<script>addEventListener('load', () => { document.title = 'W' + document.documentElement.scrollWidth "
+             "+ 'x' + innerWidth + 'x' + Math.max(...[...document.querySelectorAll('.scroll')].map(e => "
+             "e.scrollWidth)); });</script></body>")
+    path = tmp_path / "probe.html"
+    path.write_text(page.replace("</body>", probe))
+    out = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=390,844",
+                          "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    page_width, viewport, widest_table = map(int, re.search(r"<title>W(\d+)x(\d+)x(\d+)</title>", out).groups())
+    assert viewport <= 500
+    assert page_width <= viewport, f"the page is {page_width} px wide in a {viewport} px window"
+    assert widest_table > viewport  # the tables are wider than the phone: they scroll, the page does not
