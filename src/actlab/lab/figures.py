@@ -72,15 +72,15 @@ def errors(group: Any) -> bytes:
 
 
 def _log_errors(ax: Any, values: list[float]) -> None:
-    """A logarithmic error axis (%), with plain-number ticks, when there is something to draw."""
-    positive = [v for v in values if v > 0]
-    if not positive:
+    """A logarithmic error axis (%) with plain-number ticks: symlog, linear below 0.1 % so that
+    an error of exactly 0 (a training set learned by heart) still has a place, at the bottom."""
+    if not values:
         return
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
-    ax.set_yscale("log")
-    ax.set_ylim(max(min(positive) / 1.5, 1e-3), 100 * 1.2)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+    ax.set_ylim(0, 100 * 1.3)
+    ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=0.1, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
