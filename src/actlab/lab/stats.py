@@ -12,7 +12,8 @@ quantity that the data cannot give (a standard deviation from one value, a test 
 
 The robust and effect-size statistics of Agarwal et al. (2021, "Deep RL at the edge of the
 statistical precipice", the ``rliable`` library), computed with ``scipy.stats.bootstrap`` (rliable
-itself is not a dependency: it pulls in ``arch`` and pandas for these few lines):
+itself is not a dependency: it pins ``arch == 5.3.0`` (with pandas and statsmodels) and
+requires seaborn and absl-py, for these few lines):
 
 * :func:`iqm`: the interquartile mean (mean of the middle 50 %, ``scipy.stats.trim_mean`` at 0.25).
 * :func:`iqm_interval`: the IQM with a stratified percentile-bootstrap interval: each stratum
