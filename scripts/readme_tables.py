@@ -53,9 +53,8 @@ def table(directory: Path) -> str:
     out = []
     for g in a.groups:
         s = g.setting
-        total = sum(r.train_seconds or 0 for r in g.runs)
         out.append(f"{g.data.get('name', s['data'])}, {s['model']}, {s['epochs']} epochs, {len(g.seeds)} seeds, "
-                   f"lr {', '.join(f'{x:g}' for x in g.lr.lrs)}; {len(g.runs)} runs, {total:.0f} s of training:\n")
+                   f"lr {', '.join(f'{x:g}' for x in g.lr.lrs)}; {len(g.runs)} runs:\n")
         grid = g.lr.grid
         out.append("| activation |" + (" lr |" if grid else "") + " final test error % (mean ± std) | IQM [95% CI] "
                    f"| Δ vs {g.baseline} (pp) | Holm p | measured |")
