@@ -251,7 +251,8 @@ def _chromium():
     return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium on this machine (Debian: apt-get install chromium)")
+@pytest.mark.skipif(_chromium() is None,
+                    reason="no headless Chromium on this machine (Debian: apt-get install chromium)")
 def test_the_page_fits_a_phone_in_a_browser(hostile, tmp_path):
     """Measured: headless Chromium at its narrowest window (500 CSS px; it will not go to 390) lays
     the report out without horizontal overflow of the page; wide tables scroll in their containers."""

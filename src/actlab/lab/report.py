@@ -230,7 +230,8 @@ def render_html(doc: Doc, title: str) -> str:
         elif isinstance(b, Table):
             head = "".join(f"<th>{e(h)}</th>" for h in b.headers)
             body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows)
-            out.append(f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+            out.append(f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead>"
+                       f"<tbody>{body}</tbody></table></div>")
         elif isinstance(b, Figure):
             data = base64.b64encode(b.png).decode("ascii")
             out.append(f"<figure><img alt=\"{e(b.caption)}\" src=\"data:image/png;base64,{data}\">"
@@ -606,7 +607,10 @@ def _exports(out: Path, data: dict[str, Any], store: Store) -> None:
                        **row}
     _csv(out / "epochs.csv", [tag(r) for r in store.epochs()])
     _csv(out / "layers.csv", [tag(r) for r in store.layers()])
-    per_group = lambda key: [{"group": g["group"], **_flat("", x)} for g in data["groups"] for x in g[key]]  # noqa: E731
+
+    def per_group(key: str) -> list[dict[str, Any]]:
+        return [{"group": g["group"], **_flat("", x)} for g in data["groups"] for x in g[key]]
+
     _csv(out / "runs.csv", per_group("runs"))
     _csv(out / "summary.csv", per_group("table"))
     _csv(out / "paired.csv", per_group("paired"))
