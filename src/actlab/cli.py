@@ -4,7 +4,7 @@
     actlab props      the property table, measured from the implementations
     actlab plot       the chapter's figures
     actlab compare    the lab: train one model with each activation over seeds, store, report
-    actlab report     rebuild a report from a results database
+    actlab report     rebuild a report from a results database; several: a summary across data sets
     actlab bench      actlab's layers against torch.nn's, in time and memory
 
 Each subcommand is declared by a function ``_add_<name>(subparsers)`` below, in the order of
@@ -253,20 +253,36 @@ def _explicit_command(args: argparse.Namespace) -> list[str]:
 
 
 def _add_report(sub: Any) -> None:
-    p = sub.add_parser("report", help="rebuild a report from a results database",
-                       description="Write DIR/report.md, DIR/report.html and DIR/export/ from DIR/results.sqlite "
-                                   "(the report reads only the database).")
-    p.add_argument("dir", metavar="DIR", help="a directory written by actlab compare")
+    p = sub.add_parser("report", help="rebuild a report from a results database; several: a summary across data sets",
+                       description="With one DIR: write DIR/report.md, DIR/report.html and DIR/export/ from "
+                                   "DIR/results.sqlite (the report reads only the database). With several DIRs "
+                                   "and --out OUT: combine their comparisons of the same variants on different "
+                                   "data into OUT/summary.md and OUT/summary.html: the rank of each variant per "
+                                   "data set, average ranks, the Friedman test, the Nemenyi critical-difference "
+                                   "diagram and a verdict (is there a consistent winner?).")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="directories written by actlab compare")
+    p.add_argument("--out", default=None, metavar="OUT",
+                   help="where the summary across the DIRs goes (required with several DIRs; with one DIR, a "
+                        "summary of its comparisons is written there instead of its report)")
     p.add_argument("--target-error", type=float, default=None, metavar="E",
                    help="training error for the time-to-target table (default: as recorded by compare)")
     p.set_defaults(func=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from .lab import report
+    from .lab import report, summary
 
-    paths = report.write(args.dir, target_error=args.target_error)
-    print(f"report: {paths['html']}  (also {paths['markdown']})")
+    if args.out is None:
+        if len(args.dirs) > 1:
+            raise ValueError(f"{len(args.dirs)} directories are combined into a summary across data sets; "
+                             f"give --out DIR for it")
+        paths = report.write(args.dirs[0], target_error=args.target_error)
+        print(f"report: {paths['html']}  (also {paths['markdown']})")
+        return 0
+    if args.target_error is not None:
+        raise ValueError("--target-error applies to one directory's report, not to a summary (--out)")
+    paths = summary.write(args.dirs, args.out)
+    print(f"summary: {paths['html']}  (also {paths['markdown']})")
     return 0
 
 

@@ -66,8 +66,13 @@ def test_resume_after_sigkill(tmp_path, capsys):
         keys = [k for (k,) in db.execute("SELECT key FROM runs")]
         assert len(keys) == len(set(keys)) == 9
 
+    report_before = (out / "report.md").read_text()
     assert cli.main(args) == 0  # a third time: nothing left to run
     assert _done_runs(out) == after
+    with _db(out) as db:  # ... and nothing recorded: the command list and environment stay as they were
+        assert db.execute("SELECT COUNT(*) FROM invocations").fetchone()[0] == 2
+    strip = lambda md: [line for line in md.splitlines() if not line.startswith("Generated ")]  # noqa: E731
+    assert strip((out / "report.md").read_text()) == strip(report_before)
 
 
 def test_divergence_is_recorded_and_reported(tmp_path, capsys):

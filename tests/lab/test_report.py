@@ -59,10 +59,12 @@ def _raw(path):
     return by_variant, final, best, selected, slopes
 
 
-def _ci(values):
+def _ci(values, bounds=(0.0, 1.0)):
+    """Mean, std and the 95% t interval, clipped to ``bounds`` (an error rate stays in [0, 1])."""
     x = np.asarray(values)
     half = sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return x.mean(), x.std(ddof=1), x.mean() - half, x.mean() + half
+    lo, hi = np.clip([x.mean() - half, x.mean() + half], *bounds) if bounds else (x.mean() - half, x.mean() + half)
+    return x.mean(), x.std(ddof=1), lo, hi
 
 
 def _holm(p):
@@ -163,7 +165,7 @@ def test_html_is_one_self_contained_page(lab):
 
 
 def test_report_can_be_rebuilt_with_another_target(lab):
-    paths = report.write(lab, target_error=0.5)
+    paths = report.write(lab, target_error=0.5, resamples=100)
     assert "Time to 50% training error" in paths["markdown"].read_text()
     js = json.loads(paths["json"].read_text())
     assert js["groups"][0]["speed"]["target_error"] == 0.5 and js["groups"][0]["speed"]["auto"] is False
@@ -202,7 +204,7 @@ def synthetic(tmp_path):
 
 
 def test_diverged_and_failed_runs_are_counted_not_averaged(synthetic):
-    paths = report.write(synthetic)
+    paths = report.write(synthetic, resamples=100)
     g = json.loads(paths["json"].read_text())["groups"][0]
     t = {x["variant"]: x for x in g["table"]}
     assert (t["elu"]["done"], t["elu"]["diverged"], t["tanh"]["failed"]) == (2, 1, 1)
@@ -220,7 +222,7 @@ def test_a_multi_line_error_stays_in_its_table_row(tmp_path):
         r = _result("relu", 0, "failed", [0.1])
         r.error = "CompilationError: at 5:13:\n    if OP == X:\n| NameError('X')"
         s.save(r)
-    md = report.write(tmp_path)["markdown"].read_text()
+    md = report.write(tmp_path, resamples=100)["markdown"].read_text()
     [row] = [line for line in md.splitlines() if line.startswith("| relu | 0 | failed")]
     assert row.endswith("CompilationError: at 5:13: / if OP == X: / \\| NameError('X') |")
 
@@ -231,29 +233,29 @@ def test_verdicts_in_words(tmp_path):
             s.save(_result("relu", seed, "done", [a]))
             s.save(_result("sigmoid", seed, "done", [b]))
             s.save(_result("elu", seed, "done", [a + (0.01 if seed % 2 else -0.01)]))
-    g = analysis.analyse(Store.open(tmp_path))["groups"][0]
-    p = {x["variant"]: x["final"] for x in g["paired"]}
-    assert p["sigmoid"]["verdict"].startswith("sigmoid has higher error than relu")
-    assert p["elu"]["verdict"].startswith("no significant difference from relu")
-    assert "Significantly higher final test error than relu: sigmoid." in g["summary"]
-    assert "No significant difference: elu." in g["summary"]
+    g = analysis.analyse(Store.open(tmp_path), resamples=50).groups[0]
+    p = {x.variant: x.final for x in g.paired}
+    assert p["sigmoid"].verdict.startswith("sigmoid has higher error than relu")
+    assert p["elu"].verdict.startswith("no significant difference from relu")
+    assert "Significantly higher final test error than relu: sigmoid." in g.summary
+    assert "No significant difference: elu." in g.summary
 
 
 def test_one_seed_is_reported_as_untestable(tmp_path):
     with Store.open(tmp_path, create=True) as s:
         s.save(_result("relu", 0, "done", [0.1]))
         s.save(_result("tanh", 0, "done", [0.2]))
-    g = analysis.analyse(Store.open(tmp_path))["groups"][0]
-    assert g["paired"][0]["final"]["verdict"].startswith("not tested: 1 paired seed")
-    assert "No variant could be tested" in g["summary"]
-    report.write(tmp_path)  # renders without a std, CI or p-value
+    g = analysis.analyse(Store.open(tmp_path), resamples=50).groups[0]
+    assert g.paired[0].final.verdict.startswith("not tested: 1 paired seed")
+    assert "No variant could be tested" in g.summary
+    report.write(tmp_path, resamples=100)  # renders without a std, CI or p-value
 
 
 def test_runs_of_different_settings_are_reported_apart(tmp_path):
     with Store.open(tmp_path, create=True) as s:
         s.save(_result("relu", 0, "done", [0.3, 0.1]))
         s.save(_result("relu", 0, "done", [0.1]))  # one epoch: another setting
-    js = json.loads(report.write(tmp_path)["json"].read_text())
+    js = json.loads(report.write(tmp_path, resamples=100)["json"].read_text())
     assert len(js["groups"]) == 2
     assert "## 2. Setting" in (tmp_path / "report.md").read_text()
 
@@ -279,7 +281,7 @@ def test_test_error_at_best_validation_takes_the_earliest_lowest_val_epoch():
     eps = [{"epoch": i + 1, "test_error": t, "val_error": v, "train_error": 0.1, "train_loss": 0.1}
            for i, (t, v) in enumerate([(0.5, 0.3), (0.4, 0.2), (0.35, 0.2), (0.3, 0.25)])]
     row = _run_row(run, eps)
-    assert (row["selected_test_error"], row["selected_epoch"]) == (0.4, 2)  # val ties at 2 and 3: the earlier
-    assert (row["best_test_error"], row["best_epoch"], row["final_test_error"]) == (0.3, 4, 0.3)
+    assert (row.selected_test_error, row.selected_epoch) == (0.4, 2)  # val ties at 2 and 3: the earlier
+    assert (row.best_test_error, row.best_epoch, row.final_test_error) == (0.3, 4, 0.3)
     no_val = [dict(e, val_error=float("nan")) for e in eps]  # no validation split
-    assert _run_row(run, no_val)["selected_test_error"] is None
+    assert _run_row(run, no_val).selected_test_error is None

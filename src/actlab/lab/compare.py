@@ -90,10 +90,11 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
 
     out = Path(out)
     with Store.open(out, create=True) as store:
-        settings = {**comparison.settings(), "target_error": target_error, "device": device}
-        store.add_invocation(list(argv) if argv is not None else sys.argv, settings, train.environment(device))
         finished = store.finished()
         todo = [s for s in specs if s.key not in finished]
+        if todo:  # a rerun that runs nothing leaves the command list and the environment table as they were
+            settings = {**comparison.settings(), "target_error": target_error, "device": device}
+            store.add_invocation(list(argv) if argv is not None else sys.argv, settings, train.environment(device))
         grid = f" × {len(comparison.lrs)} learning rates" if len(comparison.lrs) > 1 else ""
         say(f"actlab compare: {len(specs)} runs ({len(comparison.variants)} variants{grid} × {comparison.seeds} seeds, "
             f"{comparison.model} on {dataset!r}) → {out / DB_NAME}; {len(specs) - len(todo)} already there, "
