@@ -154,14 +154,14 @@ def _check_execution(executor: Any, jobs: Any, threads: Any, ray_address: Any, d
         raise ValueError(f"invalid jobs={jobs!r}; valid: an int >= 1 (default: one per core, or per GPU)")
     if not (is_int(threads) and threads >= 1):
         raise ValueError(f"invalid threads={threads!r}; valid: an int >= 1")
-    n = executors.cores()
-    if executor == "local" and torch.device(device).type == "cpu" and (jobs or 1) * threads > n:
-        raise ValueError(f"--jobs {jobs or 1} × --threads {threads} = {(jobs or 1) * threads} threads > {n} cores "
-                         f"here; valid: jobs × threads ≤ {n}")
     if models.is_local_only(model) and (executor == "ray" or (jobs or 1) > 1):
         raise ValueError(f"model {model}: a Python callable defined here (a lambda, a local function or one "
                          f"of __main__) runs in this process only; valid: jobs=1, or a factory importable as "
                          f"module:FN or FILE.py:FN")
+    n = executors.cores()
+    if executor == "local" and torch.device(device).type == "cpu" and (jobs or 1) * threads > n:
+        raise ValueError(f"--jobs {jobs or 1} × --threads {threads} = {(jobs or 1) * threads} threads > {n} cores "
+                         f"here; valid: jobs × threads ≤ {n}")
 
 
 def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", quiet: bool = False,
