@@ -314,7 +314,7 @@ class RayExecutor:
             return
         try:
             if self.address is None:
-                ray.init(num_cpus=cores(), object_store_memory=self.object_store_mb * 2**20,
+                ray.init(address="local", num_cpus=cores(), object_store_memory=self.object_store_mb * 2**20,
                          include_dashboard=False, log_to_driver=False, configure_logging=True,
                          logging_level="error")
             else:
