@@ -338,12 +338,12 @@ def _build_own(spec: str, *, input_shape: Sequence[int], num_classes: int, act: 
                          f"({', '.join(_NAMES)}) only; valid: leave them at their defaults")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"invalid num_classes={num_classes!r}; valid: an int >= 1")
+    factory = load_factory(spec)
     variant = getattr(act, "variant", None)
     if not (isinstance(variant, tuple) and len(variant) == 3):
         raise TypeError("an own model's act must come from actlab.lab.train.activation_factory(spec) "
                         "(it names the activation that actlab.swap puts in)")
     name, hparams, seed = variant
-    factory = load_factory(spec)
     shape = tuple(int(s) for s in input_shape)
     init_seed = int(torch.randint(0, 2**62, (1,)).item())
     with torch.random.fork_rng(devices=[]):
