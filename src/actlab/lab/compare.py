@@ -112,7 +112,8 @@ def _own_model(spec: RunSpec, dataset: Any) -> str:
                 described = models.describe_activations(model)
     if torch.equal(outputs[1], outputs[2]):
         raise ValueError(f"model {spec.model}: its outputs stay the same when every activation module "
-                         f"({described}) is swapped (relu vs sigmoid), so the activations it applies are functional calls (F.relu in "
+                         f"({described}) is swapped (relu vs sigmoid), so the activations it applies are "
+                         f"functional calls (F.relu in "
                          f"forward), which cannot be swapped; valid: register them as modules "
                          f"(self.act = nn.ReLU()) and call those")
     return described
@@ -166,7 +167,7 @@ def _check_execution(executor: Any, jobs: Any, threads: Any, ray_address: Any, d
 
 def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", quiet: bool = False,
             download: bool = False, target_error: float | None = None, argv: Sequence[str] | None = None,
-            executor: Executor | str = "local", jobs: int | None = None, threads: int = DEFAULT_THREADS,
+            executor: Executor | str | None = "local", jobs: int | None = None, threads: int = DEFAULT_THREADS,
             ray_address: str | None = None) -> Outcome:
     """Run ``comparison`` into directory ``out`` (resuming what it holds) and write the report.
 
@@ -185,6 +186,7 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
     if target_error is not None and not (0 < target_error < 1):
         raise ValueError(f"invalid target_error={target_error!r}; valid: a number in (0, 1)")
     comparison.check()
+    executor = "local" if executor is None else executor
     kind = executor if isinstance(executor, str) else "custom"
     ray_device = device
     if kind == "ray":  # the cluster's GPUs count, not this machine's: the executor resolves auto
@@ -220,8 +222,9 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
         env = {**train.environment(device), "executor": where, "torch_threads": threads}
         store.add_invocation(list(argv) if argv is not None else sys.argv, settings, env)
         if own:
+            keeps = any(v.act == MODEL_VARIANT for v in comparison.variants)
             say(f"actlab compare: model {comparison.model}: {own}; each variant replaces them"
-                f"{' (the model variant keeps them)' if any(v.act == MODEL_VARIANT for v in comparison.variants) else ''}")
+                f"{' (the model variant keeps them)' if keeps else ''}")
         say(f"actlab compare: {len(specs)} runs ({len(comparison.variants)} variants × {comparison.seeds} seeds, "
             f"{comparison.model} on {dataset!r}) → {out / DB_NAME}; {len(specs) - len(todo)} already there, "
             f"running {len(todo)} on {device} in {where}")
@@ -250,10 +253,12 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
                    counts["failed"], time.perf_counter() - t0, paths)
 
 
-_SETTINGS = tuple(f.name for f in dataclasses.fields(Comparison) if f.name not in ("variants", "data", "model", "seeds"))
+_SETTINGS = tuple(f.name for f in dataclasses.fields(Comparison)
+                  if f.name not in ("variants", "data", "model", "seeds"))
 
 
-def run(*, model: str | Callable[..., torch.nn.Module] = "auto", data: str = "digits", acts: str | Sequence[str] = "all",
+def run(*, model: str | Callable[..., torch.nn.Module] = "auto", data: str = "digits",
+        acts: str | Sequence[str] = "all",
         seeds: int = 3, out: str | Path | None = None, device: str = "auto", quiet: bool = True,
         download: bool = False, target_error: float | None = None, executor: Executor | str = "local",
         jobs: int | None = None, threads: int = DEFAULT_THREADS, ray_address: str | None = None,

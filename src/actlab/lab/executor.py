@@ -321,7 +321,8 @@ class RayExecutor:
                 ray.init(address=self.address, log_to_driver=False, logging_level="error")
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise ValueError(f"--ray-address {self.address or '(local)'}: cannot start or join Ray "
-                             f"({str(err).splitlines()[0]}); valid: no address (a local Ray), auto, HOST:PORT") from None
+                             f"({str(err).splitlines()[0]}); valid: no address (a local Ray), auto, "
+                             f"HOST:PORT") from None
         self._started = True
 
     def close(self) -> None:

@@ -289,7 +289,8 @@ class Comparison:
 
         if self.model != "auto":
             models.check_spec(self.model)  # a built-in name or an own model's loadable spec
-        if any(v.act == MODEL_VARIANT for v in self.variants) and (self.model == "auto" or models.is_builtin(self.model)):
+        own = self.model != "auto" and not models.is_builtin(self.model)
+        if any(v.act == MODEL_VARIANT for v in self.variants) and not own:
             raise ValueError(f"--acts model: keeps an own model's activations; valid with --model FILE.py:FN, "
                              f"module:FN, torchvision:NAME or timm:NAME, not {self.model!r}")
 
