@@ -105,12 +105,40 @@ def build(num_classes, input_shape):
 '''
 
 
-def test_a_dead_worker_process_is_a_failed_run_that_a_rerun_retries(tmp_path, capsys):
+class _Bar:
+    """Records what compare does with its one progress bar."""
+
+    made: list = []
+
+    def __init__(self, total, desc, **kwargs):
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, {}
+        _Bar.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix(self, refresh=True, **kwargs):
+        self.postfix = kwargs
+
+    def write(self, line, file=None):
+        print(line, file=file)
+
+    def close(self):
+        pass
+
+
+def test_a_dead_worker_process_is_a_failed_run_that_a_rerun_retries(tmp_path, capsys, monkeypatch):
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", _Bar)
+    _Bar.made = []
     (tmp_path / "dying.py").write_text(DYING.format(pid=os.getpid()))
     args = ["compare", *TINY, "--model", "dying.py:build", "--acts", "relu,elu", "--seeds", "1", "--jobs", "2",
             "--out", "d"]
     assert cli.main(args) == 1  # failed runs: exit status 1, the report written
     assert "worker process died" in capsys.readouterr().err
+    [bar] = _Bar.made  # one bar for the comparison, across the workers
+    assert (bar.desc, bar.total, bar.n, bar.postfix) == ("runs", 2, 2, {"done": 0, "failed": 2})
     assert _rows(tmp_path / "d", "SELECT variant, status FROM runs ORDER BY variant") == [("elu", "failed"),
                                                                                           ("relu", "failed")]
     assert cli.main([*args[:-4], "--jobs", "1", "--out", "d", "--quiet"]) == 0  # a rerun retries them
