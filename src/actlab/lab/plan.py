@@ -108,8 +108,9 @@ def parse_variants(text: str) -> list[Variant]:
     """``"relu,prelu:channelwise,leaky_relu:negative_slope=0.1"`` → variants, duplicates removed.
 
     ``all`` stands for the seven activations at their defaults; ``model`` for an own model's
-    activations as they are (see :mod:`actlab.lab.models`), the baseline for "should I change it?". Raises ``ValueError`` (one line)
-    for an unknown activation or hyper-parameter, an invalid value, or a malformed item.
+    activations as they are (see :mod:`actlab.lab.models`), the baseline for "should I change it?".
+    Raises ``ValueError`` (one line) for an unknown activation or hyper-parameter, an invalid value,
+    or a malformed item.
     """
     out: dict[tuple[str, tuple[tuple[str, Any], ...]], Variant] = {}
     items = [s.strip() for s in str(text).split(",") if s.strip()]
