@@ -206,18 +206,37 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
     _check_builds(specs, dataset, device)
 
     out = Path(out)
+    finished: set[str] = set()
+    if (out / DB_NAME).is_file():  # read what is there; nothing is written before the executor stands
+        with Store.open(out) as store:
+            finished = store.finished()
+    todo = [s for s in specs if s.key not in finished]
+    if kind == "custom":
+        runner, where = executor, type(executor).__name__  # type: ignore[assignment]
+    else:
+        datasets = {(comparison.data, comparison.subset, comparison.val_fraction): dataset}
+        runner, where = _executor(kind, jobs, threads, device if kind != "ray" else ray_device, len(todo),
+                                  model=comparison.model, quiet=quiet, download=download,
+                                  ray_address=ray_address, datasets=datasets, local=local)
+        if kind == "ray":
+            device = runner.device  # type: ignore[attr-defined]
+    try:
+        counts = _run_into(out, runner, todo, specs, comparison, dataset, device, where, threads, own, quiet,
+                           target_error, argv, say)
+    finally:
+        close = getattr(runner, "close", None)
+        if callable(close):  # a local Ray this call started stops here, however the call ends
+            close()
+    paths = report.write(out, target_error=target_error)
+    return Outcome(out, len(specs), len(specs) - len(todo), len(todo), counts["done"], counts["diverged"],
+                   counts["failed"], time.perf_counter() - t0, paths)
+
+
+def _run_into(out: Path, runner: Any, todo: list[RunSpec], specs: list[RunSpec], comparison: Comparison,
+              dataset: Any, device: str, where: str, threads: int, own: str, quiet: bool,
+              target_error: float | None, argv: Sequence[str] | None, say: Callable[[str], None]) -> dict[str, int]:
+    """Record the invocation, then store each result as it arrives (one transaction each)."""
     with Store.open(out, create=True) as store:
-        finished = store.finished()
-        todo = [s for s in specs if s.key not in finished]
-        if kind == "custom":
-            runner, where = executor, type(executor).__name__  # type: ignore[assignment]
-        else:
-            datasets = {(comparison.data, comparison.subset, comparison.val_fraction): dataset}
-            runner, where = _executor(kind, jobs, threads, device if kind != "ray" else ray_device, len(todo),
-                                      model=comparison.model, quiet=quiet, download=download,
-                                      ray_address=ray_address, datasets=datasets, local=local)
-            if kind == "ray":
-                device = runner.device  # type: ignore[attr-defined]
         settings = {**comparison.settings(), "target_error": target_error, "device": device}
         env = {**train.environment(device), "executor": where, "torch_threads": threads}
         store.add_invocation(list(argv) if argv is not None else sys.argv, settings, env)
@@ -248,9 +267,7 @@ def compare(comparison: Comparison, out: str | Path, *, device: str = "auto", qu
                               f"({result.train_seconds:.1f} s training)", file=sys.stderr)
         finally:
             bar.close()
-    paths = report.write(out, target_error=target_error)
-    return Outcome(out, len(specs), len(specs) - len(todo), len(todo), counts["done"], counts["diverged"],
-                   counts["failed"], time.perf_counter() - t0, paths)
+    return counts
 
 
 _SETTINGS = tuple(f.name for f in dataclasses.fields(Comparison)
