@@ -9,7 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned: 2.13.0 is a local CPU wheel here; other versions pull gigabytes
-	$(PY) -m pip install -q torch==2.13.0 -e '.[test]'
+	# ray: the Ray executor's tests (tests/lab/test_executor_ray*.py) run on every `make test`
+	$(PY) -m pip install -q torch==2.13.0 -e '.[test,ray]'
 	touch $@
 
 run: $(VENV)/.installed

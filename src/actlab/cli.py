@@ -166,7 +166,7 @@ def _add_plot(sub: Any) -> None:
 
 
 def _add_compare(sub: Any) -> None:
-    from .lab import data, models, plan
+    from .lab import data, executor, models, plan
 
     defaults = plan.Comparison(variants=())
     p = sub.add_parser(
@@ -177,11 +177,14 @@ def _add_compare(sub: Any) -> None:
                     "the same command resumes: finished runs are skipped.")
     p.add_argument("--data", default=data.DEFAULT_SPEC, metavar="SPEC", help=data.SPEC_HELP)
     p.add_argument("--model", default="auto", metavar="NAME",
-                   help=f"{' | '.join(models.names())} (default: the one that fits the data: cnn for images)")
+                   help=f"{' | '.join(models.names())} (default: the one that fits the data: cnn for images); or "
+                        f"{models.OWN_SPEC_HELP}; every activation module of an own model (nn.ReLU, nn.GELU, "
+                        f"...) is replaced by each variant")
     p.add_argument("--acts", default="all", metavar="LIST",
                    help="comma-separated NAME[:HP=V[:HP=V]], 'all' for the chapter's seven (default), 'modern' "
                         "(GELU, SiLU, SELU, Mish) or 'every', e.g. "
-                        "relu,leaky_relu:negative_slope=0.1,rrelu:form=divisor,prelu:channelwise")
+                        "relu,leaky_relu:negative_slope=0.1,rrelu:form=divisor,prelu:channelwise; 'model' keeps "
+                        "an own model's activations (the baseline: --acts model,relu,prelu)")
     p.add_argument("--seeds", type=int, default=defaults.seeds, metavar="N", help="seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="(default: %(default)s)")
     p.add_argument("--out", default=None, metavar="DIR", help="results directory (default: runs/<data name>)")
@@ -212,6 +215,17 @@ def _add_compare(sub: Any) -> None:
                    help=f"{' | '.join(plan.INITS)} (default: %(default)s)")
     g = p.add_argument_group("running and reporting")
     g.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="runs at once, in worker processes (default: one per core ÷ --threads, or one per GPU; "
+                        "1: in this process); same results whatever N")
+    g.add_argument("--threads", type=int, default=executor.DEFAULT_THREADS, metavar="T",
+                   help="intra-op threads of every run (default: %(default)s; jobs × threads ≤ cores). Results "
+                        "depend on it in the last bits, so it is fixed, not split by --jobs")
+    g.add_argument("--executor", choices=executor.EXECUTORS, default="local",
+                   help="local (this machine; default) | ray (every run a Ray task; pip install 'actlab[ray]')")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: auto (the cluster this machine belongs to) | HOST:PORT | ray://... "
+                        "(default: a local Ray started for this call)")
     g.add_argument("--target-error", type=float, default=None, metavar="E",
                    help="training error for the time-to-target table, e.g. 0.05 (default: chosen from the data)")
     g.add_argument("--quiet", action="store_true", help="no progress output; print only the report's path")
@@ -229,7 +243,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, schedule=args.schedule)
     out = args.out if args.out is not None else compare.default_out(args.data)
     result = compare.compare(comparison, out, device=args.device, quiet=args.quiet, download=args.download,
-                             target_error=args.target_error, argv=_explicit_command(args))
+                             target_error=args.target_error, argv=_explicit_command(args), executor=args.executor,
+                             jobs=args.jobs, threads=args.threads, ray_address=args.ray_address)
     if not args.quiet:
         print(f"{result.ran} runs in {result.seconds:.0f} s ({result.done} done, {result.diverged} diverged, "
               f"{result.failed} failed; {result.skipped} already in {result.directory})", file=sys.stderr)

@@ -16,7 +16,8 @@ from actlab import cli
 from actlab.lab.compare import default_out
 from actlab.lab.store import DB_NAME
 
-TINY = ["--data", "digits", "--subset", "100", "--batch-size", "32", "--device", "cpu"]
+# --jobs 1: in this process (worker processes cost a torch import each; tests/lab/test_executor.py has them)
+TINY = ["--data", "digits", "--subset", "100", "--batch-size", "32", "--device", "cpu", "--jobs", "1"]
 
 
 @pytest.fixture(autouse=True)

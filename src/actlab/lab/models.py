@@ -34,8 +34,12 @@ whether the differences survive batch norm.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import sys
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -43,7 +47,8 @@ from torch import nn
 
 __all__ = [
     "ActFactory", "ACT_SUFFIX", "Net", "SpatialPyramidPool", "names", "default_for", "build",
-    "activation_layers", "HE14_SPP_LEVELS",
+    "activation_layers", "HE14_SPP_LEVELS", "is_builtin", "check_spec", "load_factory", "activation_modules",
+    "describe_activations", "OWN_SPEC_HELP",
 ]
 
 ActFactory = Callable[[int], nn.Module]
@@ -100,6 +105,283 @@ class SpatialPyramidPool(nn.Module):
         return f"levels={self.levels}"
 
 
+# ---------------------------------------------------------------------------------------------
+# own models: a factory of the user's, torchvision's or timm's, its activations swapped
+# ---------------------------------------------------------------------------------------------
+
+OWN_SPEC_HELP = (
+    "an own model: FILE.py:FN or package.module:FN, a factory called as FN(num_classes=K, "
+    "input_shape=(C, H, W)) that returns an nn.Module mapping N×C×H×W (or the data's shape) to N×K "
+    "logits; torchvision:NAME or timm:NAME where those packages are installed"
+)
+_OWN_FORMS = "FILE.py:FN, package.module:FN, torchvision:NAME, timm:NAME"
+_EXTRAS = {"torchvision": "torchvision", "timm": "timm"}
+_REGISTERED: dict[str, Callable[..., nn.Module]] = {}
+_LOADED: dict[tuple[str, float], Any] = {}
+
+Factory = Callable[..., nn.Module]
+"""An own model's factory: ``fn(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module``."""
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of the lab's own networks (:func:`names`), not an own model's spec."""
+    return name in _NAMES
+
+
+def _parse(spec: str) -> tuple[str, str, str]:
+    """``spec`` → (kind, where, name): file | module | torchvision | timm | registered."""
+    where, colon, fn = str(spec).rpartition(":")
+    if not colon or not where or not fn:
+        raise ValueError(f"unknown model {spec!r}; valid: {', '.join(_NAMES)}, or {_OWN_FORMS}")
+    if where in _EXTRAS:
+        return where, where, fn
+    if where == "python":
+        return "registered", where, fn
+    if where.endswith(".py"):
+        return "file", where, fn
+    if all(part.isidentifier() for part in where.split(".")):
+        return "module", where, fn
+    raise ValueError(f"unknown model {spec!r}; valid: {', '.join(_NAMES)}, or {_OWN_FORMS}")
+
+
+def register(fn: Factory) -> str:
+    """The spec of a factory given as a Python callable (``actlab.lab.compare(model=fn)``).
+
+    A function importable as ``module:qualname`` (defined at a module's top level, not in
+    ``__main__``) is named that way, so worker processes and Ray tasks can import it too. Anything
+    else (a lambda, a local function, a function of ``__main__``) is kept in this process under
+    ``python:NAME`` and runs here only (``jobs=1``, the local executor).
+    """
+    if not callable(fn):
+        raise ValueError(f"model must be a name, a spec ({_OWN_FORMS}) or a factory callable, "
+                         f"got {type(fn).__name__}")
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if module and module != "__main__" and "<" not in qualname:
+        try:
+            import importlib
+
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            if obj is fn:
+                return f"{module}:{qualname}"
+        except (ImportError, AttributeError):
+            pass
+    spec = f"python:{qualname or type(fn).__name__}"
+    if _REGISTERED.get(spec, fn) is not fn:
+        spec = f"python:{qualname or type(fn).__name__}@{id(fn):x}"
+    _REGISTERED[spec] = fn
+    return spec
+
+
+def is_local_only(spec: str) -> bool:
+    """Whether ``spec`` names a callable that exists in this process only (see :func:`register`)."""
+    return not is_builtin(spec) and str(spec).startswith("python:")
+
+
+def _import_file(path: Path) -> Any:
+    import importlib.util
+
+    stamp = path.stat().st_mtime
+    if (str(path), stamp) in _LOADED:
+        return _LOADED[str(path), stamp]
+    name = "actlab_own_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ValueError(f"model file {path}: not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise ValueError(f"model file {path}: importing it raised {type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    _LOADED[str(path), stamp] = module
+    return module
+
+
+def _missing_extra(kind: str, spec: str) -> ValueError:
+    return ValueError(f"--model {spec}: needs the {kind} package, which is not installed; install it with "
+                      f"pip install 'actlab[{_EXTRAS[kind]}]'")
+
+
+def load_factory(spec: str) -> Factory:
+    """The factory an own model's ``spec`` names, checked; ``ValueError`` (one line) if it cannot be.
+
+    Forms:
+
+    * ``FILE.py:FN`` — function ``FN`` of a Python file (a path relative to the working
+      directory; with Ray on a cluster, every node must be able to read it);
+    * ``package.module:FN`` — function ``FN`` of an importable module (the working directory is
+      searched too);
+    * ``torchvision:NAME`` — ``torchvision.models.get_model(NAME, weights=None, num_classes=K)``
+      (extra ``actlab[torchvision]``); ``timm:NAME`` — ``timm.create_model(NAME,
+      pretrained=False, num_classes=K, in_chans=C)`` (extra ``actlab[timm]``). No weights are
+      downloaded: the lab trains from scratch.
+
+    The factory is called as ``FN(num_classes=K, input_shape=shape)`` with ``shape`` one
+    example's shape without the batch axis, e.g. ``(1, 28, 28)``, and returns an ``nn.Module``
+    that maps a batch to N×K logits and registers its activations as modules (``nn.ReLU()``
+    etc., which :func:`actlab.swap` replaces).
+    """
+    kind, where, fn_name = _parse(spec)
+    if kind == "registered":
+        if spec not in _REGISTERED:
+            raise ValueError(f"--model {spec}: a Python callable of another process; valid here: pass it to "
+                             f"actlab.lab.compare(model=...) in this process, or name it as module:FN")
+        return _REGISTERED[spec]
+    if kind in _EXTRAS:
+        import importlib
+
+        try:
+            package = importlib.import_module(kind)
+        except ImportError:
+            raise _missing_extra(kind, spec) from None
+        return _package_factory(kind, package, fn_name, spec)
+    if kind == "file":
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise ValueError(f"--model {spec}: model file {where} not found (relative paths are read from "
+                             f"{Path.cwd()})")
+        module = _import_file(path.resolve())
+    else:
+        import importlib
+
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())
+        try:
+            module = importlib.import_module(where)
+        except ImportError as err:
+            raise ValueError(f"--model {spec}: cannot import module {where!r} ({err})") from None
+        except Exception as err:
+            raise ValueError(f"--model {spec}: importing {where!r} raised {type(err).__name__}: {err}") from None
+    fn = getattr(module, fn_name, None)
+    if fn is None or not callable(fn):
+        found = sorted(n for n, v in vars(module).items()
+                       if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        raise ValueError(f"--model {spec}: {where} has no function {fn_name!r}; valid: "
+                         f"{', '.join(found) or 'none defined there'}")
+    _check_signature(fn, spec)
+    return fn
+
+
+def _check_signature(fn: Any, spec: str) -> None:
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: find out when called
+        return
+    try:
+        signature.bind(num_classes=10, input_shape=(1, 8, 8))
+    except TypeError:
+        raise ValueError(f"--model {spec}: {getattr(fn, '__name__', fn)}{signature} does not fit; the factory "
+                         f"is called as FN(num_classes=K, input_shape=(C, H, W))") from None
+
+
+def _package_factory(kind: str, package: Any, name: str, spec: str) -> Factory:
+    if kind == "torchvision":
+        known = list(package.models.list_models())
+        if name not in known:
+            raise ValueError(f"--model {spec}: torchvision has no model {name!r}; valid: "
+                             f"{', '.join(sorted(known)[:12])}, ... (torchvision.models.list_models())")
+
+        def tv(num_classes: int, input_shape: Sequence[int]) -> nn.Module:
+            return package.models.get_model(name, weights=None, num_classes=num_classes)
+
+        return tv
+    if not package.is_model(name):
+        raise ValueError(f"--model {spec}: timm has no model {name!r}; valid: a name from timm.list_models()")
+
+    def tm(num_classes: int, input_shape: Sequence[int]) -> nn.Module:
+        return package.create_model(name, pretrained=False, num_classes=num_classes, in_chans=int(input_shape[0]))
+
+    return tm
+
+
+def check_spec(spec: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``spec`` is a built-in name or a loadable own model."""
+    if not is_builtin(spec):
+        load_factory(spec)
+
+
+def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules :func:`actlab.swap` replaces in ``model`` (qualified name, module)."""
+    from ..layers import Activation
+    from ..swap import ACTIVATION_TYPES
+
+    return [(n, m) for n, m in model.named_modules() if n and isinstance(m, (Activation, *ACTIVATION_TYPES))]
+
+
+def describe_activations(model: nn.Module) -> str:
+    """``"5 activation modules (ReLU ×4, GELU)"``: what an own model's variants replace."""
+    from collections import Counter
+
+    counts = Counter(type(m).__name__ for _, m in activation_modules(model))
+    parts = [f"{k} ×{v}" if v > 1 else k for k, v in counts.items()]
+    total = sum(counts.values())
+    return f"{total} activation module{'s' * (total != 1)} ({', '.join(parts)})"
+
+
+def _build_own(spec: str, *, input_shape: Sequence[int], num_classes: int, act: Any, width: float,
+               depth: int | None, batchnorm: bool) -> nn.Module:
+    """An own model from its factory, every activation module swapped for ``act``'s variant.
+
+    Paired design as for the built-in networks: one draw from the global generator seeds the
+    factory (on a forked RNG), so with the same ``torch.manual_seed`` every variant starts from
+    the same weights and the caller's RNG moves the same whatever the factory draws. The factory's
+    own initialisation is kept (``init`` does not apply).
+    """
+    if width != 1.0 or depth is not None or batchnorm:
+        raise ValueError(f"model {spec}: width, depth and batchnorm apply to the built-in models "
+                         f"({', '.join(_NAMES)}) only; valid: leave them at their defaults")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"invalid num_classes={num_classes!r}; valid: an int >= 1")
+    factory = load_factory(spec)
+    variant = getattr(act, "variant", None)
+    if not (isinstance(variant, tuple) and len(variant) == 3):
+        raise TypeError("an own model's act must come from actlab.lab.train.activation_factory(spec) "
+                        "(it names the activation that actlab.swap puts in)")
+    name, hparams, seed = variant
+    shape = tuple(int(s) for s in input_shape)
+    init_seed = int(torch.randint(0, 2**62, (1,)).item())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        try:
+            model = factory(num_classes=num_classes, input_shape=shape)
+        except Exception as err:
+            raise ValueError(f"model {spec}: the factory raised {type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model {spec}: the factory returned {type(model).__name__}; an nn.Module is needed")
+        found = activation_modules(model)
+        if not found:
+            raise ValueError(f"model {spec}: no activation modules to swap (nn.ReLU, nn.GELU, ... or actlab's); "
+                             f"activations called as functions in forward (F.relu) cannot be swapped; valid: "
+                             f"a model that registers its activations as modules")
+        if name != "model":
+            _swap_in(model, name, dict(hparams), seed, shape)
+    model.arch = spec  # type: ignore[assignment]
+    model.swapped = len(found)  # type: ignore[assignment]
+    return model
+
+
+def _swap_in(model: nn.Module, name: str, hparams: dict[str, Any], seed: int, shape: tuple[int, ...]) -> None:
+    """:func:`actlab.swap` with RReLU's noise seeded per layer, as the built-in networks do."""
+    from ..swap import CHANNELWISE, swap
+
+    example = torch.zeros(2, *shape) if hparams.get("num_parameters") == CHANNELWISE else None
+    if name == "rrelu":
+        hparams = {**hparams, "seed": seed * 1_000_003}
+    swap(model, name, example_input=example, **hparams)
+    if name == "rrelu":  # swap gave every layer the same seed: one noise stream per layer instead
+        for index, (_, m) in enumerate(activation_modules(model)):
+            if hasattr(m, "generator"):
+                m.seed = seed * 1_000_003 + index
+                m.generator = torch.Generator().manual_seed(m.seed)
+
+
 def names() -> list[str]:
     """The model names: cnn, he14, mlp, cnn1d."""
     return list(_NAMES)
@@ -121,8 +403,15 @@ def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
     Works on any model whose activations are registered as ``<layer>_act`` (every :class:`Net`,
     also when wrapped in another module); a module reused at several positions is listed at each.
+    A model without such names (an own model, see :func:`load_factory`) lists its actlab
+    activation modules by qualified name (``layer1.0.relu``); torch.nn's own modules (the
+    ``model`` variant) are not listed, as the monitors know actlab's activations only.
     """
     found = []
+    if not any(p.rsplit(".", 1)[-1].endswith(ACT_SUFFIX) for p, _ in model.named_modules()):
+        from ..layers import Activation
+
+        return [(p, m) for p, m in model.named_modules(remove_duplicate=False) if p and isinstance(m, Activation)]
     for path, module in model.named_modules(remove_duplicate=False):
         leaf = path.rsplit(".", 1)[-1]
         if leaf.endswith(ACT_SUFFIX) and len(leaf) > len(ACT_SUFFIX):
@@ -143,6 +432,12 @@ def build(
 ) -> Net:
     """Build model ``name`` for ``input_shape`` (without batch) with ``act`` at every activation.
 
+    ``name`` may also be an own model's spec (``FILE.py:FN``, ``module:FN``, ``torchvision:NAME``,
+    ``timm:NAME``; see :func:`load_factory`): then ``act`` must come from
+    :func:`actlab.lab.train.activation_factory` and says which activation :func:`actlab.swap`
+    puts in every activation module of the factory's model (or, for the ``model`` variant, none);
+    width, depth and batchnorm must keep their defaults and init is the model's own.
+
     Args:
         name: ``cnn``, ``he14``, ``mlp`` or ``cnn1d`` (see each ``_build_*`` for the layers).
         input_shape: (C, H, W) for cnn / he14, (C, L) for cnn1d, anything for mlp (flattened).
@@ -159,8 +454,9 @@ def build(
             model cannot take (he14 names its minimum input size).
         TypeError: ``act`` is not callable or returns something that is not an ``nn.Module``.
     """
-    if name not in _NAMES:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(_NAMES)}")
+    if not is_builtin(name):
+        return _build_own(name, input_shape=input_shape, num_classes=num_classes, act=act, width=width,
+                          depth=depth, batchnorm=batchnorm)
     if init not in _INITS:
         raise ValueError(f"invalid init={init!r}; valid: {', '.join(_INITS)}")
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not (math.isfinite(width) and width > 0):

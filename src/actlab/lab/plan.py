@@ -28,7 +28,7 @@ from .. import registry
 from ..swap import CHANNELWISE
 
 __all__ = ["Variant", "RunSpec", "Comparison", "parse_variants", "parse_lrs", "plan", "OPTIMIZERS", "SCHEDULES",
-           "INITS", "PROTOCOL"]
+           "INITS", "PROTOCOL", "MODEL_VARIANT"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
@@ -37,6 +37,9 @@ INITS = ("kaiming", "xavier")
 #: Version of the training procedure in :mod:`actlab.lab.train`. It is part of every run's key:
 #: bump it when a change to training would change results, so old and new runs never mix.
 PROTOCOL = 1
+
+#: The variant that keeps an own model's activations (``--acts model,relu,prelu``).
+MODEL_VARIANT = "model"
 
 #: shorthands for an entry's per-channel hyper-parameter (PReLU's num_parameters): token -> value
 _PER_CHANNEL_SHORTHANDS = {"channelwise": CHANNELWISE, "channel": CHANNELWISE, "shared": "1"}
@@ -105,8 +108,10 @@ def parse_variants(text: str) -> list[Variant]:
     """``"relu,prelu:channelwise,leaky_relu:negative_slope=0.1"`` → variants, duplicates removed.
 
     ``all`` stands for the chapter's seven activations at their defaults, ``modern`` for GELU,
-    SiLU, SELU and Mish, ``every`` for all registered ones (any registry group name works). Raises ``ValueError`` (one line)
-    for an unknown activation or hyper-parameter, an invalid value, or a malformed item.
+    SiLU, SELU and Mish, ``every`` for all registered ones (any registry group name works);
+    ``model`` for an own model's activations as they are (see :mod:`actlab.lab.models`), the
+    baseline for "should I change it?". Raises ``ValueError`` (one line) for an unknown activation
+    or hyper-parameter, an invalid value, or a malformed item.
     """
     out: dict[tuple[str, tuple[tuple[str, Any], ...]], Variant] = {}
     items = [s.strip() for s in str(text).split(",") if s.strip()]
@@ -116,6 +121,8 @@ def parse_variants(text: str) -> list[Variant]:
     for item in items:
         if registry.is_set(item):
             found = [_variant(name, {}) for name in registry.select([item])]
+        elif item.lower() == MODEL_VARIANT:  # an own model's activations, unswapped (the baseline)
+            found = [Variant(MODEL_VARIANT, (), MODEL_VARIANT)]
         else:
             name, *tokens = [t.strip() for t in item.split(":")]
             act = registry.canonical(name)
@@ -304,8 +311,12 @@ class Comparison:
             raise bad("schedule", ", ".join(SCHEDULES))
         from . import models  # the model list is models.py's; imported late to keep plan light
 
-        if self.model != "auto" and self.model not in models.names():
-            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(models.names())}")
+        if self.model != "auto":
+            models.check_spec(self.model)  # a built-in name or an own model's loadable spec
+        own = self.model != "auto" and not models.is_builtin(self.model)
+        if any(v.act == MODEL_VARIANT for v in self.variants) and not own:
+            raise ValueError(f"--acts model: keeps an own model's activations; valid with --model FILE.py:FN, "
+                             f"module:FN, torchvision:NAME or timm:NAME, not {self.model!r}")
 
     def settings(self) -> dict[str, Any]:
         """The comparison as plain JSON data (variants as labels), for the results database."""

@@ -139,12 +139,20 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def activation_factory(spec: RunSpec) -> models.ActFactory:
-    """The spec's activation as a factory of modules, one per layer (gets the layer's width)."""
+    """The spec's activation as a factory of modules, one per layer (gets the layer's width).
+
+    Its attribute ``variant`` = (act, hparams, seed) tells an own model (see
+    :func:`actlab.lab.models.load_factory`) what :func:`actlab.swap` puts in; act ``model`` keeps
+    the own model's activations and has no modules to make for a built-in network.
+    """
     hp = dict(spec.hparams)
     entry = registry.entry(spec.act)
     layer_index = itertools.count()
 
     def make(channels: int) -> nn.Module:
+        if spec.act == "model":
+            raise ValueError("the 'model' variant keeps an own model's activations; valid with --model "
+                             "FILE.py:FN, module:FN, torchvision:NAME or timm:NAME only")
         kw = dict(hp)
         if entry.per_channel and kw.get(entry.per_channel) == CHANNELWISE:  # PReLU: one slope per channel
             kw[entry.per_channel] = channels
@@ -152,6 +160,7 @@ def activation_factory(spec: RunSpec) -> models.ActFactory:
             kw["seed"] = spec.seed * 1_000_003 + next(layer_index)
         return layer(spec.act, **kw)
 
+    make.variant = (spec.act, spec.hparams, spec.seed)  # type: ignore[attr-defined]
     return make
 
 
