@@ -38,6 +38,9 @@ def test_censored_lower_bounds_can_prove_but_not_refute():
     assert rules.interval("q", 5, 4, 6, 3, "above", censored="low").verdict == HOLDS
     assert rules.interval("q", 1, 0.5, 2, 3, "above", censored="low").verdict == INCONCLUSIVE
     assert rules.interval("q", 1, 0.5, 2, 3, "above").verdict == FAILS
+    assert rules.interval("q", 1, 0.5, 2, 3, "above", censored="high").verdict == FAILS
+    assert rules.interval("q", 5, 4, 6, 3, "above", censored="high").verdict == INCONCLUSIVE
+    assert rules.interval("q", 5, 4, 6, 3, "above", censored="both").verdict == INCONCLUSIVE
 
 
 def test_all_of_combines_parts():
@@ -96,7 +99,10 @@ def test_claim4_speed():
     # tanh never reached the target: a lower bound can prove the claim, never refute it
     assert rules.claim4([math.inf] * 4, relu, budget=20).verdict == HOLDS
     assert rules.claim4([math.inf] * 4, relu, budget=4).verdict == INCONCLUSIVE
-    assert rules.claim4([12.0] * 4, [math.inf] * 4, budget=20).verdict == INCONCLUSIVE  # ReLU never got there
+    # ReLU never got there while tanh did: an upper bound, which refutes
+    assert rules.claim4([12.0] * 4, [math.inf] * 4, budget=20).verdict == FAILS
+    assert rules.claim4([12.0] * 4, [math.inf] * 4, budget=2).verdict == INCONCLUSIVE
+    assert rules.claim4([math.inf] * 4, [math.inf] * 4, budget=20).verdict == INCONCLUSIVE  # neither: no ratio
 
 
 def test_claim5_prelu_slopes():

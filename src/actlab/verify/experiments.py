@@ -52,13 +52,13 @@ class Settings:
     gap_sizes: tuple[int | None, ...]  # claims 7-8: training-set sizes (None: all of digits)
     gap_steps: int  # claims 7-8: about this many SGD steps at every size
     epochs_winner: dict[str, int]  # claim 10, by data kind
-    dead_lrs: tuple[float, ...] = (0.01, 0.1, 0.3)
-    dead_common_lr: float = 0.1  # where every activation of claim 3 trains (0.3 diverges the others)
+    dead_lrs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)  # ReLU's
+    dead_common_lr: float = 0.03  # the others' (and ReLU's for claim 9): from 0.1 up most of them diverge
 
 
 QUICK = Settings(
     "quick", seeds=3, seeds_cheap=5, image_train=500, image_test=500, mnist1d_subset=2000, width=0.5,
-    he14_width=0.125, epochs_deep=2, epochs_dead=3, epochs_speed={"image": 10, "signal": 10, "digits": 6},
+    he14_width=0.125, epochs_deep=2, epochs_dead=3, epochs_speed={"image": 8, "signal": 10, "digits": 4},
     speed_lrs=(0.01, 0.05), epochs_he14=6, gap_sizes=(100, None), gap_steps=200,
     epochs_winner={"image": 6, "signal": 8, "digits": 10})
 FULL = Settings(
@@ -327,8 +327,11 @@ class Speed(Experiment):
     def _spec(self, ctx: Context, src: Source, act: str, lr: float, seed: int) -> RunSpec:
         st = ctx.settings
         subset = st.mnist1d_subset if src.spec == "mnist1d" else src.subset
+        # a small image subset: batches of 16, so that its few epochs still make a few hundred steps
+        batch = 16 if src.kind == "image" and src.spec != "digits" else 64
         return _spec(act, data=src.spec, subset=subset, model=src.model, depth=1, width=st.width,
-                     epochs=self._epochs(ctx, src), lr=lr, weight_decay=0.0, schedule="constant", seed=seed)
+                     epochs=self._epochs(ctx, src), lr=lr, weight_decay=0.0, schedule="constant", batch_size=batch,
+                     seed=seed)
 
     def specs(self, ctx: Context) -> list[RunSpec]:
         st = ctx.settings
@@ -358,9 +361,15 @@ class Speed(Experiment):
             budget = float(self._epochs(ctx, src))
             ep = rules.claim4([e for e, _ in times["tanh"][best["tanh"]]], [e for e, _ in times["relu"][best["relu"]]],
                               budget=budget)
-            sec_budget = max([t for _, t in times["tanh"][best["tanh"]] if math.isfinite(t)] or [math.nan])
-            sec = rules.claim4([t for _, t in times["tanh"][best["tanh"]]], [t for _, t in times["relu"][best["relu"]]],
-                               budget=sec_budget if math.isfinite(sec_budget) else math.inf)
+            # seconds: a run that never reached the target is charged the shortest whole training time
+            # of these runs (a bound valid for every one of them)
+            total = {a: [r.epochs[-1]["train_seconds"] if (r := _get(records, self._spec(ctx, src, a, best[a], s)))
+                         else math.nan for s in range(st.seeds)] for a in self.acts}
+            sec_t = [t if math.isfinite(t) or math.isnan(t) else math.inf for _, t in times["tanh"][best["tanh"]]]
+            sec_r = [t for _, t in times["relu"][best["relu"]]]
+            sec_budget = float(np.nanmin(total["tanh"] + total["relu"])) if any(
+                math.isfinite(x) for x in total["tanh"] + total["relu"]) else math.inf
+            sec = rules.claim4(sec_t, sec_r, budget=sec_budget)
             ep = replace(ep, quantity=f"{src.label}: epochs to {TARGET_ERROR:.0%} training error, tanh / ReLU")
             per_data[src.label] = rules.with_extra(ep, seconds={"estimate": sec.estimate, "low": sec.low,
                                                                 "high": sec.high},
@@ -372,14 +381,8 @@ class Speed(Experiment):
                 curves[a] = {"epoch": [e["epoch"] for e in rs[0].epochs] if rs else [],
                              "error": _mean_over([[e["train_error"] for e in r.epochs] for r in rs])}
             fig["data"][src.label] = {"best_lr": best, "curves": curves}
-        primary = ctx.images.label if ctx.images is not None else None
-        if primary is not None:
-            v = per_data[primary]
-            others = [p for k, p in per_data.items() if k != primary]
-            verdict = replace(v, parts=tuple(others), note=v.note + f" (decided on {primary}, the claim's own "
-                                                                    "setting; the other data sets are reported)")
-        else:
-            verdict = rules.all_of("time to target, tanh / ReLU, on every data set", list(per_data.values()))
+        # the chapter states the 6× generally ("SGD converges about 6× faster"): every data set counts
+        verdict = rules.all_of("time to target, tanh / ReLU, on every data set", list(per_data.values()))
         base = self._spec(ctx, ctx.sources[0], "relu", st.speed_lrs[0], 0)
         exp = _describe(base, st.seeds, data=", ".join(s.label for s in ctx.sources),
                         model="per data set: cnn (images) / cnn1d (mnist1d), one conv per stage",

@@ -87,9 +87,9 @@ def interval(quantity: str, estimate: float, low: float, high: float, threshold:
     """The interval rule. ``side="above"``: holds if low > threshold, does not hold if
     high < threshold; ``side="below"``: the mirror. NaN bounds: inconclusive.
 
-    ``censored``: ``"low"`` when the values are lower bounds (runs that never reached a target):
-    then the interval can show that the claim holds on its upper side but cannot refute it
-    from below (and ``"high"`` the mirror).
+    ``censored``: ``"low"`` when some values are lower bounds (runs that never reached a target),
+    ``"high"`` when some are upper bounds, ``"both"``: a verdict that the true values, beyond
+    the bounds, could overturn becomes inconclusive.
     """
     if side not in ("above", "below"):
         raise ValueError(f"side={side!r}; valid: above, below")
@@ -102,14 +102,15 @@ def interval(quantity: str, estimate: float, low: float, high: float, threshold:
         verdict = HOLDS if above else FAILS if below else INCONCLUSIVE
     else:
         verdict = HOLDS if below else FAILS if above else INCONCLUSIVE
-    # lower bounds can push a value up past the threshold, never down: a "fails" from below is unsafe
-    if censored and verdict == FAILS and ((censored == "low" and side == "above") or (censored == "high" and side == "below")):
-        verdict = INCONCLUSIVE
+    # censored values are bounds: a verdict that the bounds' direction could overturn is not safe
+    unsafe = {("low", "above"): FAILS, ("low", "below"): HOLDS, ("high", "above"): HOLDS, ("high", "below"): FAILS}
+    if censored and (censored == "both" or verdict == unsafe[censored, side]):
+        verdict = verdict if verdict == INCONCLUSIVE else INCONCLUSIVE
     note = {HOLDS: f"the whole interval is {rel} {threshold:g}",
             FAILS: f"the whole interval is on the other side of {threshold:g}",
             INCONCLUSIVE: f"the interval straddles {threshold:g}"}[verdict]
     if censored and verdict == INCONCLUSIVE and not (low <= threshold <= high):
-        note = "some runs never reached the target (their times are lower bounds): cannot refute"
+        note = "some runs never reached the target (their times are bounds), which could overturn the interval"
     return Verdict(verdict, note=note, **base)
 
 
@@ -211,16 +212,24 @@ def claim4(tanh_times: Sequence[float], relu_times: Sequence[float], *, budget: 
     """Speed: per seed, tanh's time to the training-error target over ReLU's (each at its own
     best lr); the geometric mean's interval must lie above :data:`SPEEDUP_THRESHOLD`.
 
-    A run that never reached the target has time ``inf``: tanh's is then counted as ``budget``
-    (a lower bound, so the ratio is a lower bound and can prove but not refute the claim); a
-    ReLU run that never reached it leaves that seed's ratio unknown.
+    A run that never reached the target has time ``inf`` and is counted as ``budget``: a tanh
+    run's ratio is then a lower bound (it can prove the claim, not refute it), a ReLU run's an
+    upper bound (it can refute, not prove); a seed where neither reached it is left out.
     """
-    censored = any(not math.isfinite(t) for t in tanh_times)
-    num = [budget if not math.isfinite(t) else t for t in tanh_times]
-    r, lo, hi, n = ratio_interval(num, relu_times)
-    v = interval("time to target, tanh / ReLU", r, lo, hi, SPEEDUP_THRESHOLD, "above", n=n,
-                 censored="low" if censored else "")
-    return v
+    num, den, kinds = [], [], set()
+    for t, r in zip(tanh_times, relu_times):
+        t_cut, r_cut = not math.isfinite(t), not math.isfinite(r)
+        if (t_cut and r_cut) or math.isnan(t) or math.isnan(r):
+            continue
+        if t_cut:
+            kinds.add("low")
+        if r_cut:
+            kinds.add("high")
+        num.append(budget if t_cut else t)
+        den.append(budget if r_cut else r)
+    censored = "both" if len(kinds) == 2 else next(iter(kinds), "")
+    r, lo, hi, n = ratio_interval(num, den)
+    return interval("time to target, tanh / ReLU", r, lo, hi, SPEEDUP_THRESHOLD, "above", n=n, censored=censored)
 
 
 def claim5(shared_rho: Sequence[float], channel_rho: Sequence[float]) -> Verdict:

@@ -28,7 +28,7 @@ from ..lab.store import DB_NAME, Store
 from . import claims as claims_mod
 from . import data as vdata
 from . import probes
-from .experiments import EXPERIMENTS, MODES, Context, Record, Records
+from .experiments import EXPERIMENTS, MODES, Context, Record, Records, Settings
 
 __all__ = ["verify", "VerifyOutcome", "ProbingExecutor", "execute", "ProbeTable"]
 
@@ -104,8 +104,12 @@ class VerifyOutcome:
 
 def verify(out: str | Path, *, mode: str = "quick", only: Sequence[int] | None = None, extra_data: Sequence[str] = (),
            device: str = "cpu", threads: int | None = 1, quiet: bool = False, include_cifar: bool = True,
-           argv: Sequence[str] | None = None) -> VerifyOutcome:
-    """Run the chosen claims' experiments into ``out`` (resuming) and write the verdict report."""
+           argv: Sequence[str] | None = None, settings: Settings | None = None) -> VerifyOutcome:
+    """Run the chosen claims' experiments into ``out`` (resuming) and write the verdict report.
+
+    ``mode`` picks the sizes (:data:`~actlab.verify.experiments.QUICK` or ``FULL``); ``settings``
+    replaces them outright (smaller for a test, larger for a cluster).
+    """
     from . import report
 
     t0 = time.perf_counter()
@@ -121,7 +125,7 @@ def verify(out: str | Path, *, mode: str = "quick", only: Sequence[int] | None =
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a directory")
-    settings = MODES[mode]
+    settings = settings or MODES[mode]
     sources, notes = vdata.resolve(list(extra_data), image_train=settings.image_train, image_test=settings.image_test,
                                    directory=out / "data", include_cifar=include_cifar,
                                    digits_only=not any(EXPERIMENTS[c].all_data for c in chosen))
