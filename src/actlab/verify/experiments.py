@@ -52,6 +52,7 @@ class Settings:
     gap_sizes: tuple[int | None, ...]  # claims 7-8: training-set sizes (None: all of digits)
     gap_steps: int  # claims 7-8: about this many SGD steps at every size
     epochs_winner: dict[str, int]  # claim 10, by data kind
+    he14_images: bool = False  # claims 5-6 on the image data set (else digits, where he14 learns quickly)
     dead_lrs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)  # ReLU's
     dead_common_lr: float = 0.03  # the others' (and ReLU's for claim 9): from 0.1 up most of them diverge
 
@@ -65,7 +66,7 @@ FULL = Settings(
     "full", seeds=10, seeds_cheap=10, image_train=10000, image_test=None, mnist1d_subset=None, width=1.0,
     he14_width=0.5, epochs_deep=3, epochs_dead=5, epochs_speed={"image": 30, "signal": 30, "digits": 15},
     speed_lrs=(0.003, 0.01, 0.03, 0.1), epochs_he14=30, gap_sizes=(100, 300, None), gap_steps=600,
-    epochs_winner={"image": 30, "signal": 30, "digits": 20})
+    epochs_winner={"image": 30, "signal": 30, "digits": 20}, he14_images=True)
 MODES = {"quick": QUICK, "full": FULL}
 
 
@@ -201,11 +202,14 @@ def time_to_target(steps: list[dict[str, Any]], target: float, steps_per_epoch_l
 
 
 class Experiment:
-    """Base: ``claims`` it serves; ``specs`` and ``evaluate`` per claim. ``all_data``: whether it
-    runs on every data set (else on digits, or on the image data set where one is found)."""
+    """Base: ``claims`` it serves; ``specs`` and ``evaluate`` per claim."""
 
     claims: tuple[int, ...] = ()
-    all_data = False
+    all_data = False  # runs on every data set (else on digits only, see needs_data)
+
+    def needs_data(self, settings: Settings) -> bool:
+        """Whether it needs data sets beyond digits under ``settings``."""
+        return self.all_data
 
     def specs(self, ctx: Context) -> list[RunSpec]:
         raise NotImplementedError
@@ -399,11 +403,14 @@ class Speed(Experiment):
 
 class He14(Experiment):
     claims = (5, 6)
-    all_data = True
     acts = ("relu", "prelu:shared", "prelu:channelwise")
 
+    def needs_data(self, settings: Settings) -> bool:
+        return settings.he14_images
+
     def _source(self, ctx: Context) -> Source:
-        return ctx.images or ctx.digits
+        # quick: digits — on a few hundred CIFAR images he14 stays at chance for many epochs
+        return (ctx.images if ctx.settings.he14_images else None) or ctx.digits
 
     def _specs(self, ctx: Context) -> dict[str, list[RunSpec]]:
         st, src = ctx.settings, self._source(ctx)
@@ -418,7 +425,7 @@ class He14(Experiment):
         exp = _describe(by["relu"][0], st.seeds, data=src.label, model=f"he14 (width {st.he14_width})",
                         activations="ReLU, PReLU shared, PReLU channel-wise")
         notes = [f"runs: {_status(records, self.specs(ctx))}"]
-        if ctx.images is None:
+        if ctx.settings.he14_images and ctx.images is None:
             notes.append("no image data set other than digits: runs on digits")
         if claim == 5:
             def slopes(r: Record) -> list[float]:
@@ -454,10 +461,13 @@ class Gap(Experiment):
 
     def _spec(self, ctx: Context, act: str, size: int | None, seed: int) -> RunSpec:
         st = ctx.settings
+        # batches of 16 and about gap_steps steps at every size: a small set gets many epochs, yet
+        # not hundreds of evaluations (the lab evaluates after every epoch)
         n = size or self.full_digits
-        steps_per_epoch = max(1, round(0.9 * n / 64))
+        steps_per_epoch = max(1, math.ceil(0.9 * n / 16))
         epochs = max(1, round(st.gap_steps / steps_per_epoch))
-        return _spec(act, data="digits", subset=size, model="cnn", depth=1, width=st.width, epochs=epochs, seed=seed)
+        return _spec(act, data="digits", subset=size, model="cnn", depth=1, width=st.width, epochs=epochs,
+                     batch_size=16, seed=seed)
 
     def specs(self, ctx: Context) -> list[RunSpec]:
         st = ctx.settings

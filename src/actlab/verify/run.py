@@ -128,7 +128,7 @@ def verify(out: str | Path, *, mode: str = "quick", only: Sequence[int] | None =
     settings = settings or MODES[mode]
     sources, notes = vdata.resolve(list(extra_data), image_train=settings.image_train, image_test=settings.image_test,
                                    directory=out / "data", include_cifar=include_cifar,
-                                   digits_only=not any(EXPERIMENTS[c].all_data for c in chosen))
+                                   digits_only=not any(EXPERIMENTS[c].needs_data(settings) for c in chosen))
     ctx = Context(settings, tuple(sources), tuple(notes))
     for n in notes:
         say(f"actlab verify: {n}")
