@@ -28,6 +28,12 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _legend(ax: Any, **kw: Any) -> None:
+    """A legend only where something is labelled (an empty one warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def _finite(v: list[float]) -> list[float]:
     return [x for x in v if x is not None and math.isfinite(x)]
 
@@ -52,7 +58,7 @@ def _grad_norms(d: dict[str, Any]) -> Any:
             ax.semilogy(range(1, len(vals) + 1), vals, "o-", label=act)
     ax.set_xlabel("layer (1 = first)")
     ax.set_ylabel("‖∂L/∂W‖, first epoch")
-    ax.legend()
+    _legend(ax)
     return fig
 
 
@@ -67,7 +73,7 @@ def _centring(d: dict[str, Any]) -> Any:
     b.axhline(0.5, color="grey", lw=0.5)
     b.set_xlabel("hidden layer")
     b.set_ylabel("next layer: gradient sign agreement")
-    a.legend()
+    _legend(a)
     return fig
 
 
@@ -86,7 +92,7 @@ def _dead(d: dict[str, Any]) -> Any:
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("dead share of units")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return fig
 
 
@@ -97,7 +103,7 @@ def _means(d: dict[str, Any]) -> Any:
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("hidden layer")
     ax.set_ylabel("mean activation")
-    ax.legend()
+    _legend(ax)
     return fig
 
 
@@ -114,7 +120,7 @@ def _speed(d: dict[str, Any]) -> Any:
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training error")
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     return fig
 
 
@@ -129,7 +135,7 @@ def _slopes(d: dict[str, Any]) -> Any:
     if d["layers"]:
         ax.set_xticks(range(1, len(d["layers"]) + 1), d["layers"], rotation=45, fontsize=7)
     ax.set_ylabel("learned slope a")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return fig
 
 
@@ -157,7 +163,7 @@ def _gaps(d: dict[str, Any]) -> Any:
     ax.set_xticks(x, d["sizes"])
     ax.set_xlabel("training examples")
     ax.set_ylabel("train–test gap (pp)")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return fig
 
 
@@ -174,5 +180,5 @@ def _winner(d: dict[str, Any]) -> Any:
         ax.bar(np.arange(len(datasets)) + i * width, [100 * m for m in means], width, label=act)
     ax.set_xticks(np.arange(len(datasets)) + width * (len(acts) - 1) / 2, datasets, fontsize=8)
     ax.set_ylabel("test error (%)")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return fig
