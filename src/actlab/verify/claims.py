@@ -25,7 +25,8 @@ class Claim:
 CLAIMS: tuple[Claim, ...] = (
     Claim(1, "saturation",
           "Sigmoid and tanh saturate: for |x| large the gradient is ≈ 0, errors cannot flow back to earlier layers; "
-          "in a deep plain network the gradient reaching the first layer is orders of magnitude smaller than with ReLU.",
+          "in a deep plain network the gradient reaching the first layer is orders of magnitude smaller than with "
+          "ReLU.",
           f"for sigmoid and for tanh, the 95% interval of mean log10(first-layer gradient norm / ReLU's, same seed) "
           f"lies below {rules.ORDERS_THRESHOLD:g} (ten times smaller or less); both must hold"),
     Claim(2, "zero-centred",
@@ -39,10 +40,13 @@ CLAIMS: tuple[Claim, ...] = (
           f"ReLU's dead share at the largest lr minus at the smallest (paired) above {rules.DEAD_GROWTH_THRESHOLD:g}; "
           f"for each of the four others the dead share's upper 95% bound below {rules.NO_DEAD_THRESHOLD:g}"),
     Claim(4, "relu-speed",
-          "With ReLU, SGD converges about 6× faster than with tanh (Krizhevsky et al.: a 4-layer CNN on CIFAR-10 reaches "
+          "With ReLU, SGD converges about 6× faster than with tanh (Krizhevsky et al.: a 4-layer CNN on CIFAR-10 "
+          "reaches "
           "25% training error six times sooner, each network at its own best learning rate).",
           f"the 95% interval of the geometric-mean ratio tanh / ReLU of epochs to 25% training error lies above "
-          f"{rules.SPEEDUP_THRESHOLD:g} (the 6× within a factor of two), on every data set (the chapter states it generally); runs that never reach the target count as the whole budget, a bound that can only prove (tanh) or only refute (ReLU)"),
+          f"{rules.SPEEDUP_THRESHOLD:g} (the 6× within a factor of two), on every data set (the chapter states it "
+          "generally); runs that never reach the target count as the whole budget, a bound that can only prove "
+          "(tanh) or only refute (ReLU)"),
     Claim(5, "prelu-slopes",
           "PReLU in He et al.'s 14-layer network learns a large slope in the first layer and smaller ones deeper: "
           "channel-wise slopes shrink from shallow to deep layers (Table 8.1).",

@@ -49,7 +49,7 @@ class Source:
 def cifar_dir() -> Path | None:
     """The CIFAR-10 JPEG folder, or None where there is none (see the module docstring)."""
     candidates = [os.environ.get(CIFAR_ENV)] if os.environ.get(CIFAR_ENV) else []
-    candidates += [_REPO.parent / "shared" / "data" / "cifar10-jpeg", _REPO.parent.parent / "shared" / "data" / "cifar10-jpeg"]
+    candidates += [root / "shared" / "data" / "cifar10-jpeg" for root in (_REPO.parent, _REPO.parent.parent)]
     for c in candidates:
         p = Path(c).expanduser()
         if (p / "train").is_dir() and (p / "test").is_dir():
@@ -68,7 +68,9 @@ def _stratified(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     per = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
-    order = np.concatenate([np.stack([per[c][i] for c in classes if i < len(per[c])]) for i in range(max(map(len, per.values())))])
+    # round robin over the classes: the first n keep the classes' proportions (within one)
+    rounds = max(map(len, per.values()))
+    order = np.concatenate([np.stack([per[c][i] for c in classes if i < len(per[c])]) for i in range(rounds)])
     return np.sort(order[:n])
 
 

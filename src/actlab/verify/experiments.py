@@ -394,7 +394,7 @@ class Speed(Experiment):
                         epochs=", ".join(f"{s.label}: {self._epochs(ctx, s)}" for s in ctx.sources))
         exp["measured"] = (f"epochs (and training seconds) until the training error, a trailing mean over the last "
                            f"epoch's batches, first reaches {TARGET_ERROR:.0%}; ratio tanh / ReLU per seed, "
-                           "geometric mean; a tanh run that never reaches it counts as the whole budget (a lower bound)")
+                           "geometric mean; a run that never reaches it counts as the whole budget (a bound)")
         return Outcome(verdict, exp, fig, [f"runs: {_status(records, self.specs(ctx))}"])
 
 
@@ -532,7 +532,8 @@ class Winner(Experiment):
         verdict = rules.claim10(errors)
         ranks = {}
         for d, by_act in errors.items():
-            means = {a: float(np.nanmean(v)) if any(math.isfinite(x) for x in v) else math.nan for a, v in by_act.items()}
+            means = {a: float(np.nanmean(v)) if any(math.isfinite(x) for x in v) else math.nan
+                     for a, v in by_act.items()}
             order = _sps.rankdata([means[a] for a in self.acts])
             ranks[d] = {a: float(r) for a, r in zip(self.acts, order)}
         verdict = rules.with_extra(verdict, ranks=ranks)

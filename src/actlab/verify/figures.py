@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 __all__ = ["draw"]
 
 # Table 8.1 (He et al.'s learned PReLU slopes, conv1 … fc2), for comparison in claim 5's figure
-TABLE_8_1 = {"prelu:shared": [0.681, 0.103, 0.099, 0.228, 0.561, 0.126, 0.089, 0.124, 0.062, 0.008, 0.210, 0.063, 0.031],
+TABLE_8_1 = {"prelu:shared": [0.681, 0.103, 0.099, 0.228, 0.561, 0.126, 0.089, 0.124, 0.062, 0.008, 0.210, 0.063,
+                              0.031],
              "prelu:channelwise": [0.596, 0.321, 0.204, 0.294, 0.464, 0.196, 0.152, 0.145, 0.124, 0.134, 0.198, 0.074,
                                    0.075]}
 

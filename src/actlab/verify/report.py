@@ -69,7 +69,8 @@ def table_markdown(outcomes: dict[int, Outcome]) -> str:
         v = outcomes[c.id].verdict
         lead = _deciding(v)
         more = f" (+{len(_leaves(v)) - 1} more)" if len(_leaves(v)) > 1 else ""
-        lines.append(f"| {c.id} | {c.name} | {_cell(lead.quantity)}{more} | {_num(lead.estimate)} | {_interval(lead)} | "
+        lines.append(f"| {c.id} | {c.name} | {_cell(lead.quantity)}{more} | {_num(lead.estimate)} | "
+                     f"{_interval(lead)} | "
                      f"{_cmp(lead)} | **{v.verdict}** |")
     return "\n".join(lines)
 
@@ -127,8 +128,8 @@ def write(out: Path, ctx: Context, outcomes: dict[int, Outcome], *, seconds: flo
         if png:
             _atomic(out / fig_name, png)
         sec = [f"## {c.id}. {c.name}: **{o.verdict.verdict}**", "", f"*The chapter:* {c.sentence}", "",
-               f"*Decision rule:* {c.rule}.", "", "*Experiment:* " + "; ".join(f"{k} = {v}" for k, v in o.experiment.items()
-                                                                              if k != "measured"), "",
+               f"*Decision rule:* {c.rule}.", "",
+               "*Experiment:* " + "; ".join(f"{k} = {v}" for k, v in o.experiment.items() if k != "measured"), "",
                f"*Measured:* {o.experiment.get('measured', '')}.", "",
                _md_table(_rows(o.verdict), head), "", f"Why: {o.verdict.note}.", ""]
         sec += [f"- {n}" for n in o.notes] + [""]

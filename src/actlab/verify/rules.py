@@ -311,7 +311,8 @@ def claim10(errors: Mapping[str, Mapping[str, Sequence[float]]]) -> Verdict:
         verdict, note = HOLDS, "every activation is significantly beaten on some data set"
     else:
         unbeaten = [a for a in acts if not beaten[a]]
-        verdict, note = INCONCLUSIVE, f"never significantly beaten: {', '.join(unbeaten)}; none significantly best everywhere"
+        verdict, note = INCONCLUSIVE, (f"never significantly beaten: {', '.join(unbeaten)}; "
+                                       "none significantly best everywhere")
     n_beaten = sum(1 for a in acts if beaten[a])
     return Verdict(verdict, quantity="activations significantly beaten on some data set", estimate=n_beaten,
                    threshold=len(acts), side="all", n=len(datasets), note=note, extra=extra)

@@ -160,4 +160,5 @@ def verify(out: str | Path, *, mode: str = "quick", only: Sequence[int] | None =
     outcomes = {c: EXPERIMENTS[c].evaluate(c, ctx, recs) for c in chosen}
     seconds = time.perf_counter() - t0
     paths = report.write(out, ctx, outcomes, seconds=seconds, ran=len(todo), planned=len(specs))
-    return VerifyOutcome(out, len(specs), len(todo), seconds, {c: o.verdict.verdict for c, o in outcomes.items()}, paths)
+    verdicts = {c: o.verdict.verdict for c, o in outcomes.items()}
+    return VerifyOutcome(out, len(specs), len(todo), seconds, verdicts, paths)
