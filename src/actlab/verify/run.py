@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..lab import train
-from ..lab.executor import LocalExecutor, _failed
+from ..lab.executor import LocalExecutor
 from ..lab.plan import RunSpec
 from ..lab.store import DB_NAME, Store
 from . import claims as claims_mod
@@ -31,6 +31,11 @@ from . import probes
 from .experiments import EXPERIMENTS, MODES, Context, Record, Records, Settings
 
 __all__ = ["verify", "VerifyOutcome", "ProbingExecutor", "execute", "ProbeTable"]
+
+
+def _failed(spec: RunSpec, err: BaseException, device: str, t0: float) -> train.RunResult:
+    """The record of a run that raised: kept (status failed) so the report shows it; retried on rerun."""
+    return train.failed(spec, f"{type(err).__name__}: {err}", device=device, wall_seconds=time.perf_counter() - t0)
 
 
 def execute(spec: RunSpec, *, device: str = "cpu") -> train.RunResult:
