@@ -301,6 +301,56 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- verify (verify/) ------------------------------------------------------------------------
+
+
+def _add_verify(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify", help="every claim of the chapter as a small experiment, with a verdict",
+        description="Run one small experiment per claim of the chapter (saturation, zero-centring, dead zone, "
+                    "ReLU's speed, PReLU's slopes and order, overfitting, RReLU, ELU, no winner) on the lab, store "
+                    "every run in DIR/results.sqlite (a rerun resumes) and write DIR/verify.md, DIR/verify.html and "
+                    "DIR/verify.json: per claim the measured quantity, its 95%% interval, the threshold and the "
+                    "verdict (holds / does not hold / inconclusive), with a figure.")
+    p.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="small data and few seeds: about 10 minutes on 2 CPU cores (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="more seeds, larger data and widths: for a GPU or a cluster")
+    p.set_defaults(mode="quick")
+    p.add_argument("--data", action="append", default=[], metavar="SPEC",
+                   help="another data set for the claims that span data sets (4, 10), repeatable; digits, mnist1d "
+                        "and CIFAR-10 ($ACTLAB_CIFAR10_DIR or shared/data/cifar10-jpeg) are always used")
+    p.add_argument("--only", action="append", metavar="CLAIM",
+                   help="only these claims: numbers 1-10 or names (saturation, dead-zone, ...), comma-separated "
+                        "or repeated")
+    p.add_argument("--no-cifar", action="store_true", help="leave the CIFAR-10 folder out even where it is found")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N | auto")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads (default: 1; the models are small, and on a busy machine one thread per "
+                        "process is much faster than two)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines; print only the report's path")
+    p.set_defaults(func=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .verify import claims
+    from .verify.run import verify
+
+    only = claims.parse_only(args.only)
+    result = verify(args.out, mode=args.mode, only=only, extra_data=args.data, device=args.device,
+                    threads=args.threads, quiet=args.quiet, include_cifar=not args.no_cifar,
+                    argv=["actlab", "verify"] + (sys.argv[2:] if len(sys.argv) > 2 else []))
+    if not args.quiet:
+        for claim, verdict in result.verdicts.items():
+            print(f"claim {claim:>2} ({claims.CLAIMS[claim - 1].name}): {verdict}", file=sys.stderr)
+        print(f"{result.ran} runs in {result.seconds:.0f} s ({result.planned - result.ran} already in "
+              f"{result.directory})", file=sys.stderr)
+    print(f"report: {result.report['html']}  (also {result.report['markdown']}, {result.report['json']})")
+    return 0
+
+
 # --- bench (fast/, benchmarks/) -------------------------------------------------------------
 
 

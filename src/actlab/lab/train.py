@@ -49,7 +49,7 @@ from . import models
 from .monitors import Monitor
 from .plan import RunSpec
 
-__all__ = ["run", "RunResult", "failed", "activation_factory", "environment", "evaluate", "pick_device",
+__all__ = ["run", "RunResult", "Probe", "failed", "activation_factory", "environment", "evaluate", "pick_device",
            "STEPS_PER_EPOCH_LOGGED", "EVAL_BATCH"]
 
 STEPS_PER_EPOCH_LOGGED = 5  # training loss/error windows recorded per epoch (the "steps" table)
@@ -73,6 +73,7 @@ class RunResult:
     finished: str = ""
     device: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
+    probes: dict[str, Any] = field(default_factory=dict)  # what ``run(after=…)`` measured; not stored by Store
 
     @property
     def key(self) -> str:
@@ -194,8 +195,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(spec: RunSpec, dataset: Any, *, device: str = "cpu", progress: bool = False) -> RunResult:
+Probe = Callable[[nn.Module, Any, torch.device], dict[str, Any]]
+"""``after(model, dataset, device) -> dict``: a measurement of the trained model (JSON data)."""
+
+
+def run(spec: RunSpec, dataset: Any, *, device: str = "cpu", progress: bool = False,
+        after: Probe | None = None) -> RunResult:
     """Train ``spec`` on ``dataset`` and return its record (see the module docstring).
+
+    ``after``, if given, is called once with the trained model when the run ends as ``done``;
+    what it returns becomes :attr:`RunResult.probes` (``actlab verify`` measures with it what the
+    monitors do not: mean activations, dead units over the whole training set, ...). Its time
+    counts in ``wall_seconds`` only.
 
     On CPU, denormal floats are flushed to zero while it runs (``torch.set_flush_denormal``):
     the vanishing gradients of a saturated sigmoid network are denormal, and computing with them
@@ -210,14 +221,15 @@ def run(spec: RunSpec, dataset: Any, *, device: str = "cpu", progress: bool = Fa
     if cuda:
         cudnn.deterministic, cudnn.benchmark = True, False
     try:
-        return _run(spec, dataset, device=device, progress=progress, flushed=flushed)
+        return _run(spec, dataset, device=device, progress=progress, flushed=flushed, after=after)
     finally:
         if flushed:
             torch.set_flush_denormal(False)
         cudnn.deterministic, cudnn.benchmark = saved
 
 
-def _run(spec: RunSpec, dataset: Any, *, device: str, progress: bool, flushed: bool) -> RunResult:
+def _run(spec: RunSpec, dataset: Any, *, device: str, progress: bool, flushed: bool,
+         after: Probe | None = None) -> RunResult:
     started, wall0 = _now(), time.perf_counter()
     dev = torch.device(device)
     batches = _Batches(dataset.x_train.to(dev), dataset.y_train.to(dev), spec.batch_size, seed=spec.seed)
@@ -269,6 +281,8 @@ def _run(spec: RunSpec, dataset: Any, *, device: str, progress: bool, flushed: b
             result.layers.extend(monitor.end_epoch(epoch))
     log.close()
     result.train_seconds = clock.seconds
+    if after is not None and result.status == "done":
+        result.probes = after(model, dataset, dev)
     result.wall_seconds = time.perf_counter() - wall0
     result.finished = _now()
     return result
