@@ -358,10 +358,22 @@ def _run_bench(args: argparse.Namespace) -> int:
     from . import bench
 
     acts = [a for a in args.acts.split(",") if a.strip()] if args.acts else None
-    report = bench.run(acts, bench.parse_sizes(args.sizes), bench.parse_dtypes(args.dtypes), args.device,
-                       args.threads, args.repeats, args.warmup, lean=args.lean,
-                       retain_memory=args.retain_freed_memory, progress=None if args.quiet else bench.print_row)
-    print(bench.summary(report))
+    if args.model:
+        from .lab import stepbench
+
+        if args.device != "cpu":
+            raise ValueError(f"--model: the whole-step benchmark runs on the CPU; got --device {args.device}")
+        setting = stepbench.StepSetting(model=args.model, width=args.width, batch=args.batch)
+        report = stepbench.run(acts, setting, args.threads if args.threads is not None else 2, args.repeats,
+                               args.warmup, under_load=args.under_load,
+                               progress=None if args.quiet else stepbench.print_row)
+        print(stepbench.summary(report))
+    else:
+        report = bench.run(acts, bench.parse_sizes(args.sizes), bench.parse_dtypes(args.dtypes), args.device,
+                           args.threads, args.repeats, args.warmup, lean=args.lean,
+                           retain_memory=args.retain_freed_memory, under_load=args.under_load,
+                           progress=None if args.quiet else bench.print_row)
+        print(bench.summary(report))
     if args.json:
         bench.write_json(report, args.json)
         print(f"wrote {args.json}")
@@ -390,6 +402,14 @@ def _add_bench(sub: Any) -> None:
                    help="glibc keeps freed large blocks mapped, torch's included (no page faults for fresh "
                         "outputs on either side: the kernels compared alone; see "
                         "actlab.fast.retain_freed_memory)")
+    p.add_argument("--model", choices=("he14", "cnn"), default=None,
+                   help="time a whole SGD training step of this lab model instead of single layers: actlab's "
+                        "layers vs torch.nn's vs no activation (the ceiling), and the bytes kept for backward")
+    p.add_argument("--width", type=float, default=0.5, metavar="W", help="--model's width multiplier (default: 0.5)")
+    p.add_argument("--batch", type=int, default=64, metavar="N", help="--model's batch size (default: 64)")
+    p.add_argument("--under-load", action="store_true",
+                   help="run one CPU-bound process beside the benchmark for its duration, as another tenant "
+                        "would (the goal: actlab never more than 1.1x torch.nn's time)")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run_bench)

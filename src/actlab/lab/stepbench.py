@@ -1,0 +1,224 @@
+"""A whole training step with actlab's layers against the same step with torch.nn's.
+
+Layer benchmarks (:mod:`actlab.bench`) time one activation on one tensor; a user meets the layers
+inside a network, where convolutions dominate and the activation's share is what is left to win.
+This module times one SGD step — forward, loss, backward, update — of a lab model (``he14`` at
+width 0.5 by default, batch 64, 32×32 inputs, 10 classes), built twice from the same seed: once
+with every activation an actlab layer, once with its torch.nn twin. A third build with no
+activation at all (``nn.Identity``) gives the ceiling: the step time if the activation cost
+nothing. The three steps take turns in paired rounds in one process (:func:`actlab.bench`'s
+timer), so load drifts on a shared host cancel out of each ratio.
+
+It also counts the bytes the forward keeps for backward across the whole step (activations,
+convolutions and all), for actlab's layers, torch.nn's, and actlab's ``lean`` variants.
+
+Ratios are torch.nn time / actlab time (above 1: actlab faster); ``ceiling`` is torch.nn time /
+no-activation time, the most any activation implementation could gain.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import bench
+from ..machine import LoadMeter, busy_process
+from . import models
+
+__all__ = ["StepCase", "StepSetting", "STEP_CASES", "run", "summary", "goals", "print_row"]
+
+
+@dataclass(frozen=True)
+class StepCase:
+    """One activation in the step: actlab's factory and torch.nn's, per channel count."""
+
+    label: str
+    act: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    channelwise: bool = False
+    train: bool = True
+    lean_ok: bool = False  # has a lean variant (one bit per element kept)
+
+    def ours(self, lean: bool = False) -> models.ActFactory:
+        from ..factory import layer
+
+        extra = {"lean": True} if lean else {}
+
+        def make(c: int) -> nn.Module:
+            hp = {**self.hparams, **({"num_parameters": c} if self.channelwise else {})}
+            return layer(self.act, **hp, **extra)
+        return make
+
+    def native(self) -> models.ActFactory:
+        from .. import registry
+
+        twin = registry.entry(self.act).torch_twin
+
+        def make(c: int) -> nn.Module:
+            return twin(c) if self.channelwise else twin(**self.hparams)
+        return make
+
+
+STEP_CASES: tuple[StepCase, ...] = (
+    StepCase("sigmoid", "sigmoid"),
+    StepCase("tanh", "tanh"),
+    StepCase("relu", "relu", lean_ok=True),
+    StepCase("leaky_relu", "leaky_relu", lean_ok=True),
+    StepCase("prelu-shared", "prelu"),
+    StepCase("prelu-channel", "prelu", channelwise=True, lean_ok=True),
+    StepCase("rrelu-train", "rrelu", lean_ok=True),
+    StepCase("elu", "elu"),
+)
+
+#: The issue's goals for the whole step: torch.nn step time / actlab step time.
+STEP_GOALS = {"prelu-channel": 1.25, "rrelu-train": 1.4, "elu": 1.05}
+NEVER_SLOWER = 0.98
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    model: str = "he14"
+    width: float = 0.5
+    batch: int = 64
+    side: int = 32
+    channels: int = 3
+    classes: int = 10
+    lr: float = 0.01
+
+
+def _build(setting: StepSetting, act: models.ActFactory, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return models.build(setting.model, input_shape=(setting.channels, setting.side, setting.side),
+                        num_classes=setting.classes, act=act, width=setting.width)
+
+
+def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, train: bool) -> Callable[[], Any]:
+    model.train(train)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+        return t.detach()
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(x), y)
+    del loss
+    return sum(storages.values())
+
+
+def measure(case: StepCase, setting: StepSetting, repeats: int, warmup: int) -> dict[str, Any]:
+    """One case: step times of actlab / torch.nn / no activation, ratios, bytes kept."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(setting.batch, setting.channels, setting.side, setting.side, generator=gen)
+    y = torch.randint(0, setting.classes, (setting.batch,), generator=gen)
+    nets = {"native": _build(setting, case.native()), "actlab": _build(setting, case.ours()),
+            "identity": _build(setting, lambda c: nn.Identity())}
+    fns = {k: _stepper(m, x, y, setting.lr, case.train) for k, m in nets.items()}
+    t = bench._medians(fns, repeats, warmup, "cpu")
+    kept = {k: _saved_bytes(nets[k], x, y) for k in ("native", "actlab")}
+    if case.lean_ok:
+        lean = _build(setting, case.ours(lean=True)).train(case.train)
+        kept["actlab_lean"] = _saved_bytes(lean, x, y)
+    return {
+        "case": case.label, "step_ms": {k: round(v, 3) for k, v in t.median.items()},
+        "ratio": round(t.ratio("native", "actlab"), 4), "ceiling": round(t.ratio("native", "identity"), 4),
+        "rounds_ms": {k: [round(v, 3) for v in r] for k, r in t.rounds.items()},
+        "saved_bytes": kept,
+    }
+
+
+def run(acts: Sequence[str] | None = None, setting: StepSetting = StepSetting(), threads: int | None = 2,
+        repeats: int = 12, warmup: int = 2, under_load: bool = False,
+        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Time the step for each case; the JSON-ready report (environment, setting, load, rows)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cases = [c for c in STEP_CASES if not acts or c.label in acts or c.act in acts]
+    if acts and not cases:
+        raise ValueError(f"--acts: no step case matches {','.join(acts)}; valid: "
+                         f"{', '.join(c.label for c in STEP_CASES)}")
+    report = bench.environment("cpu")
+    report["kind"] = "whole training step"
+    report["setting"] = {**setting.__dict__, "threads": torch.get_num_threads(), "repeats": repeats,
+                         "warmup": warmup, "optimizer": "SGD momentum 0.9", "under_load": under_load}
+    rows = []
+    helper = busy_process(3600) if under_load else None
+    t0 = time.perf_counter()
+    try:
+        with LoadMeter(expected_cores=1.0 if under_load else 0.0) as meter:
+            for case in cases:
+                row = measure(case, setting, repeats, warmup)
+                rows.append(row)
+                if progress:
+                    progress(row)
+    finally:
+        if helper is not None:
+            helper.kill()
+            helper.wait()
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["load"] = meter.result()
+    report["results"] = rows
+    report["goals"] = goals(rows)
+    return report
+
+
+def goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row against its goal: the named ones, and never slower (≥ 0.98) for the rest."""
+    out = []
+    for r in rows:
+        threshold = STEP_GOALS.get(r["case"], NEVER_SLOWER)
+        out.append({"case": r["case"], "metric": "step ratio", "threshold": threshold, "value": r["ratio"],
+                    "met": r["ratio"] >= threshold})
+    return out
+
+
+def summary(report: dict[str, Any]) -> str:
+    s = report["setting"]
+    lines = [f"one SGD step of {s['model']} (width {s['width']}), batch {s['batch']}, {s['side']}x{s['side']}, "
+             f"{s['threads']} threads" + (", under load" if s.get("under_load") else ""),
+             f"{'case':16s} {'actlab ms':>10s} {'nn ms':>8s} {'ratio':>6s} {'ceiling':>8s} │ "
+             f"{'kept MB nn → actlab (lean)':>28s}"]
+    for r in report["results"]:
+        kept = r["saved_bytes"]
+        lean = f" ({kept['actlab_lean'] / 1e6:.1f})" if "actlab_lean" in kept else ""
+        lines.append(f"{r['case']:16s} {r['step_ms']['actlab']:10.2f} {r['step_ms']['native']:8.2f} "
+                     f"{r['ratio']:5.2f}x {r['ceiling']:7.2f}x │ {kept['native'] / 1e6:10.1f} → "
+                     f"{kept['actlab'] / 1e6:.1f}{lean}")
+    load = report.get("load", {})
+    if load.get("others_cores") is not None:
+        lines.append(f"other processes: {load['others_cores']:.2f} cores on average"
+                     + ("  (BUSY: these ratios are not a quiet-machine measurement)" if load["busy"] else ""))
+    met = sum(g["met"] for g in report["goals"])
+    lines.append(f"goals: {met} met, {len(report['goals']) - met} missed" + "".join(
+        f"\n  missed: {g['case']} {g['value']} < {g['threshold']}" for g in report["goals"] if not g["met"]))
+    return "\n".join(lines)
+
+
+def median_ratio(reports: Sequence[dict[str, Any]], case: str) -> float:
+    """The median of one case's ratio over several reports (for the reproducibility check)."""
+    return statistics.median(r2["ratio"] for rep in reports for r2 in rep["results"] if r2["case"] == case)
+
+
+def print_row(row: dict[str, Any]) -> None:
+    """Progress: one short line per case, to stderr."""
+    import sys
+
+    print(f"  {row['case']}: step {row['ratio']:.2f}x torch.nn (ceiling {row['ceiling']:.2f}x)", file=sys.stderr)
