@@ -364,8 +364,10 @@ def environment(device: str) -> dict[str, Any]:
     try:
         import numba
 
-        env["machine"]["numba_threads"] = numba.get_num_threads()
+        torch_threads = torch.get_num_threads()
+        env["machine"]["numba_threads"] = numba.get_num_threads()  # starts numba's pool if it was not
         env["machine"]["numba_threading_layer"] = numba.config.THREADING_LAYER
+        torch.set_num_threads(torch_threads)  # which resets this thread's OpenMP count: put torch's back
     except ImportError:
         pass
     return env
