@@ -196,8 +196,12 @@ def _add_compare(sub: Any) -> None:
                         "variant runs at every rate and seed, and the report compares each variant at its own "
                         "rate, the one with the lowest mean validation error over the seeds (never the test "
                         "set); resuming adds only the missing runs (default: %(default)s)")
+    g.add_argument("--warmup", type=float, default=defaults.warmup, metavar="EPOCHS",
+                   help="the learning rate rises linearly from 0 to its peak over this many epochs (at most half "
+                        "the run), then follows --schedule; 0: no warm-up (default: %(default)g)")
     g.add_argument("--schedule", default=defaults.schedule, metavar="NAME",
-                   help=f"{' | '.join(plan.SCHEDULES)} (default: %(default)s)")
+                   help=f"{' | '.join(plan.SCHEDULES)}: after the warm-up, decay to 0 by a cosine or stay at the "
+                        f"peak (default: %(default)s)")
     g.add_argument("--momentum", type=float, default=defaults.momentum,
                    help="SGD momentum, Adam's beta1 (default: %(default)s)")
     g.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
@@ -239,7 +243,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         variants=tuple(plan.parse_variants(args.acts)), seeds=args.seeds, data=args.data, subset=args.subset,
         val_fraction=args.val_fraction, model=args.model, width=args.width, depth=args.depth,
         batchnorm=args.batchnorm, init=args.init, epochs=args.epochs, optimizer=args.optimizer,
-        lr=plan.parse_lrs(args.lr), momentum=args.momentum, weight_decay=args.weight_decay,
+        lr=plan.parse_lrs(args.lr), warmup=args.warmup, momentum=args.momentum, weight_decay=args.weight_decay,
         batch_size=args.batch_size, schedule=args.schedule)
     out = args.out if args.out is not None else compare.default_out(args.data)
     result = compare.compare(comparison, out, device=args.device, quiet=args.quiet, download=args.download,

@@ -83,7 +83,7 @@ def test_spec_round_trips_through_json():
 def test_key_is_stable_across_versions():
     # Resume depends on this value: a change here silently re-runs every stored comparison.
     # Change it only together with plan.PROTOCOL, on purpose.
-    assert RunSpec().key == "e60f3d62c8f9697f"
+    assert RunSpec().key == "3c4a170be3db0029"
 
 
 def test_plan_is_seed_major_and_complete():
@@ -107,6 +107,7 @@ def test_plan_refuses_an_unresolved_model():
     ("schedule", "step", "invalid schedule"),
     ("lr", 0.0, "invalid lr"),
     ("lr", float("nan"), "invalid lr"),
+    ("warmup", -1, "invalid warmup=-1; valid: a number of epochs >= 0"),
     ("momentum", 1.0, "invalid momentum"),
     ("weight_decay", -1.0, "invalid weight_decay"),
     ("batch_size", 0, "invalid batch_size"),
@@ -163,3 +164,18 @@ def test_bad_lr_lists_raise_one_line(text, match):
 def test_bad_lr_grids_in_the_api(lr, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
         Comparison(variants=tuple(parse_variants("relu")), lr=lr).check()
+
+
+def test_a_protocol_1_spec_reads_back_without_warm_up():
+    old = {k: v for k, v in RunSpec().to_dict().items() if k != "warmup"}
+    assert RunSpec.from_dict({**old, "protocol": 1}).warmup == 0.0
+    assert RunSpec.from_dict(old).warmup == RunSpec().warmup == 1.0
+
+
+def test_the_recipe_states_the_defaults():
+    text = Comparison(variants=tuple(parse_variants("relu"))).settings()["recipe"]
+    for words in ("SGD", "peak lr 0.02", "rising linearly from 0 over the first 1 epoch", "cosine", "momentum 0.9",
+                  "weight decay 0.0005", "batch 64", "Kaiming", "batch norm off", f"protocol {plan.PROTOCOL}"):
+        assert words in text
+    grid = plan.recipe({**Comparison(variants=()).settings(), "lr": [0.01, 0.1], "warmup": 0, "batchnorm": True})
+    assert "chosen per activation from 0.01, 0.1" in grid and "rising" not in grid and "batch norm on" in grid

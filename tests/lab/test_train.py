@@ -34,7 +34,8 @@ def test_a_run_records_epochs_layers_and_steps(digits):
     assert [e["epoch"] for e in r.epochs] == [1, 2]
     for e in r.epochs:
         assert 0 <= e["train_error"] <= 1 and 0 <= e["test_error"] <= 1 and 0 <= e["val_error"] <= 1
-        assert e["seconds"] > 0 and e["lr"] < 0.02  # cosine: below the peak after the first step
+        assert e["seconds"] > 0 and e["lr"] <= 0.02
+    assert r.epochs[0]["lr"] == pytest.approx(0.02) and r.epochs[1]["lr"] < 0.02  # warm-up over epoch 1 to the peak, then cosine
     assert r.epochs[1]["train_seconds"] == pytest.approx(r.train_seconds)
     names = [n for n, _ in models.activation_layers(
         models.build("cnn", input_shape=digits.input_shape, num_classes=10, act=train.activation_factory(r.spec)))]
@@ -91,6 +92,8 @@ def test_divergence_is_a_result(digits):
     r = train.run(spec("relu", lr=1e6, momentum=0.0, schedule="constant"), digits)
     assert r.status == "diverged"
     assert "training loss became" in r.error
+    assert "try a lower --lr (this run: 1e+06)" in r.error and "--lr 100000,300000,1e+06" in r.error
+    assert "--warmup" in r.error and "--batchnorm" in r.error
     assert len(r.epochs) < 2
     assert any(s["loss"] is None or not math.isfinite(s["loss"]) for s in r.steps)
 
@@ -140,3 +143,50 @@ def test_first_calls_are_warmed_before_the_clock_starts(digits, monkeypatch):
     assert r.train_seconds < 1.5 and r.eval_seconds < 1.5 and r.wall_seconds > 3
     assert sum(e["seconds"] for e in r.epochs) == pytest.approx(r.train_seconds)  # per epoch, stored
     assert r.steps[-1]["train_seconds"] == pytest.approx(r.train_seconds)
+
+
+@pytest.mark.parametrize("warmup, schedule, epochs", [(1.0, "cosine", 4), (0.5, "constant", 3), (3.0, "cosine", 2),
+                                                      (0.0, "cosine", 2)])
+def test_learning_rate_warms_up_then_follows_the_schedule(warmup, schedule, epochs):
+    s = spec(warmup=warmup, schedule=schedule, epochs=epochs, lr=0.1)
+    steps_per_epoch = 10
+    total = epochs * steps_per_epoch
+    warm = round(min(warmup * steps_per_epoch, total / 2))  # at most half the run
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=s.lr)
+    sched = train._schedule(s, opt, steps_per_epoch)
+    rates = []
+    for _ in range(total):  # the rate each step trains with
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[:warm] == pytest.approx([0.1 * (t + 1) / warm for t in range(warm)])  # linear from lr/W to lr
+    after = rates[warm:]
+    assert after[0] == pytest.approx(0.1)
+    if schedule == "constant":
+        assert after == pytest.approx([0.1] * len(after))
+    else:  # cosine from the peak towards 0 over the rest of the run
+        rest = len(after)
+        assert after == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * k / rest)) for k in range(rest)])
+
+
+def test_the_default_warm_up_keeps_elu_stable_on_28x28_images(tmp_path):
+    # The reported failure in miniature: on 28×28 grey images (scikit-learn's digits scaled up to
+    # MNIST's size and range), ELU at the default lr without warm-up blows up in its first steps
+    # (on MNIST itself its loss became NaN at step 15); the default warm-up keeps it on course.
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    img = torch.nn.functional.interpolate(torch.tensor(d.images[:, None], dtype=torch.float32), size=(28, 28),
+                                          mode="bilinear")[:, 0].numpy()
+    img = (img * 16).clip(0, 255).astype(np.uint8)
+    np.savez(tmp_path / "digits28.npz", x_train=img[:1200], y_train=d.target[:1200], x_test=img[1600:1700],
+             y_test=d.target[1600:1700])
+    ds = data.load(str(tmp_path / "digits28.npz"), val_fraction=0.0)
+    assert ds.input_shape == (1, 28, 28)
+    cold = train.run(spec("elu", epochs=1, batch_size=64, warmup=0.0), ds)
+    warm = train.run(spec("elu", epochs=1, batch_size=64), ds)
+    cold_losses = [s["loss"] if s["loss"] is not None else math.inf for s in cold.steps]
+    warm_losses = [s["loss"] for s in warm.steps]
+    assert max(cold_losses) > 10  # ln 10 = 2.3 is chance level
+    assert warm.status == "done" and max(warm_losses) < 4 and warm_losses[-1] < 1

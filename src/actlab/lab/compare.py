@@ -264,7 +264,7 @@ def _run_into(out: Path, runner: Any, todo: list[RunSpec], specs: list[RunSpec],
                     last = result.epochs[-1] if result.epochs else {}
                     err = last.get("test_error")
                     note = (f"test error {100 * err:.2f}%" if err is not None and result.status == "done"
-                            else report.one_line(result.error, 160))
+                            else report.one_line(result.error, 320))
                     at = f" lr {result.spec.lr:g}" if len(comparison.lrs) > 1 else ""
                     bar.write(f"  {result.spec.variant:<28} seed {result.spec.seed}{at}: {result.status:<8} {note}  "
                               f"({result.train_seconds:.1f} s training)", file=sys.stderr)

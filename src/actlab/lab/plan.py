@@ -28,7 +28,7 @@ from .. import registry
 from ..swap import CHANNELWISE
 
 __all__ = ["Variant", "RunSpec", "Comparison", "parse_variants", "parse_lrs", "plan", "OPTIMIZERS", "SCHEDULES",
-           "INITS", "PROTOCOL", "MODEL_VARIANT"]
+           "INITS", "PROTOCOL", "MODEL_VARIANT", "recipe"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
@@ -36,7 +36,10 @@ INITS = ("kaiming", "xavier")
 
 #: Version of the training procedure in :mod:`actlab.lab.train`. It is part of every run's key:
 #: bump it when a change to training would change results, so old and new runs never mix.
-PROTOCOL = 1
+#: 1: cosine from the first step. 2: a linear learning-rate warm-up (``warmup``, one epoch by
+#: default) before the cosine, so the default setting trains every activation on 28×28 and 32×32
+#: images too (protocol 1 diverged there with PReLU and ELU).
+PROTOCOL = 2
 
 #: The variant that keeps an own model's activations (``--acts model,relu,prelu``).
 MODEL_VARIANT = "model"
@@ -173,6 +176,7 @@ class RunSpec:
     epochs: int = 10
     optimizer: str = "sgd"  # sgd (with momentum) | adam
     lr: float = 0.02  # peak learning rate
+    warmup: float = 1.0  # epochs of linear learning-rate warm-up from 0 to lr (0: none); see train._schedule
     momentum: float = 0.9  # SGD momentum; Adam's beta1
     weight_decay: float = 5e-4  # L2, not applied to PReLU slopes (actlab.param_groups)
     batch_size: int = 64
@@ -188,6 +192,8 @@ class RunSpec:
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
+        if d.get("protocol", PROTOCOL) < 2:
+            d.setdefault("warmup", 0.0)  # protocol 1 had no warm-up
         d["hparams"] = tuple(sorted(dict(d.get("hparams") or {}).items()))
         return cls(**d)
 
@@ -250,6 +256,7 @@ class Comparison:
     epochs: int = 10
     optimizer: str = "sgd"
     lr: float | tuple[float, ...] = 0.02  # one peak learning rate, or a grid: every variant runs at each
+    warmup: float = 1.0  # epochs of linear learning-rate warm-up
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 64
@@ -301,6 +308,8 @@ class Comparison:
             raise bad("lr", "a number > 0, or a tuple of such numbers (a grid)")
         if len(set(self.lrs)) < len(self.lrs):
             raise bad("lr", "distinct rates (one is given twice)")
+        if not (is_num(self.warmup) and self.warmup >= 0):
+            raise bad("warmup", "a number of epochs >= 0 (0: no warm-up)")
         if not (is_num(self.momentum) and 0 <= self.momentum < 1):
             raise bad("momentum", "a number in [0, 1)")
         if not (is_num(self.weight_decay) and self.weight_decay >= 0):
@@ -323,6 +332,8 @@ class Comparison:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variants"}
         d["variants"] = [v.label for v in self.variants]
         d["lr"] = list(self.lr) if isinstance(self.lr, tuple) else self.lr  # a float, or the grid as a list
+        d["protocol"] = PROTOCOL
+        d["recipe"] = recipe(d)  # the training procedure in words, for reports
         return d
 
 
@@ -364,3 +375,27 @@ def parse_lrs(text: str) -> float | tuple[float, ...]:
             raise ValueError(f"invalid --lr {text!r}: {item} is given twice; {valid}")
         rates.append(rate)
     return rates[0] if len(rates) == 1 else tuple(rates)
+
+
+def recipe(setting: dict[str, Any]) -> str:
+    """The training procedure of a setting (a :class:`RunSpec` 's dict, or ``Comparison.settings()``)
+    in one sentence, for reports: optimiser, learning rate with warm-up and schedule, regularisation,
+    batch, initialisation, batch norm, and the protocol version."""
+    get = setting.get
+    protocol = get("protocol", PROTOCOL)
+    lr = get("lr")
+    if isinstance(lr, (list, tuple)):
+        peak = f"peak lr chosen per activation from {', '.join(f'{x:g}' for x in lr)} (lowest mean validation error)"
+    else:
+        peak = f"peak lr {lr:g}" if lr is not None else "peak lr chosen per activation"
+    warmup = float(get("warmup", 1.0 if protocol >= 2 else 0.0))
+    rise = (f"rising linearly from 0 over the first {warmup:g} epoch{'' if warmup == 1 else 's'} (at most half the run), "
+            f"then " if warmup > 0 else "")
+    decay = "decaying to 0 by a cosine, per step" if get("schedule", "cosine") == "cosine" else "constant"
+    sgd = get("optimizer", "sgd") == "sgd"
+    init = {"kaiming": "Kaiming (He) normal init, std √(2/fan_in)", "xavier": "Xavier (Glorot) normal init"}.get(
+        get("init", "kaiming"), f"{get('init')} init")
+    return (f"{'SGD' if sgd else 'Adam'}, {peak}, {rise}{decay}; {'momentum' if sgd else 'beta1'} "
+            f"{get('momentum', 0.9):g}, weight decay {get('weight_decay', 5e-4):g} (not on PReLU slopes), batch "
+            f"{get('batch_size', 64)}; {init} for every activation; batch norm {'on' if get('batchnorm') else 'off'}; "
+            f"no gradient clipping; training protocol {protocol}")
