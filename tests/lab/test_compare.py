@@ -79,11 +79,17 @@ def test_resume_after_sigkill(tmp_path, capsys):
 def test_divergence_is_recorded_and_reported(tmp_path, capsys):
     out = tmp_path / "diverge"
     rc = cli.main(["compare", *TINY, "--acts", "relu,tanh", "--seeds", "1", "--epochs", "2", "--lr", "1e6",
-                   "--momentum", "0", "--schedule", "constant", "--out", str(out), "--quiet"])
+                   "--momentum", "0", "--schedule", "constant", "--warmup", "0", "--out", str(out)])
     assert rc == 0
-    assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}  (also {out / 'report.md'})"
+    printed = capsys.readouterr()
+    assert printed.out.strip() == f"report: {out / 'report.html'}  (also {out / 'report.md'})"
+    # the console line and the record say what to try next
+    line = next(x for x in printed.err.splitlines() if "relu" in x and "diverged" in x)
+    assert "try a lower --lr (this run: 1e+06) or a grid such as --lr 100000,300000,1e+06" in line
+    assert "--warmup (this run: 0 epochs), or --batchnorm" in line
     with _db(out) as db:
         assert dict(db.execute("SELECT variant, status FROM runs"))["relu"] == "diverged"
+        assert "try a lower --lr" in dict(db.execute("SELECT variant, error FROM runs"))["relu"]
     md = (out / "report.md").read_text()
     assert "| relu | 0 | diverged |" in md and "relu: 1 of 1 runs diverged" in md
 
@@ -129,6 +135,7 @@ def _one_line_error(capsys, argv):
     (["--lr", "-1"], "invalid lr"),
     (["--lr", "0.01,fast"], "invalid lr 'fast' in --lr '0.01,fast'"),
     (["--lr", "0.01,0.01"], "0.01 is given twice"),
+    (["--warmup", "-1"], "invalid warmup=-1.0"),
     (["--batch-size", "0"], "invalid batch_size"),
     (["--subset", "0"], "invalid subset"),
     (["--val-fraction", "1"], "invalid val_fraction"),
@@ -172,5 +179,6 @@ def test_the_readme_defaults():
     args = cli.build_parser().parse_args(["compare"])
     assert (args.data, args.acts, args.seeds, args.model, args.device) == ("digits", "all", 3, "auto", "auto")
     assert args.epochs == 10 and args.out is None
+    assert args.lr == "0.02" and args.warmup == 1.0  # as the README's Training bullet states
     assert default_out("digits") == default_out("./digits/") == default_out("digits=x/digits")
     assert str(default_out("digits")) == os.path.join("runs", "digits")
