@@ -165,58 +165,55 @@ def _add_plot(sub: Any) -> None:
 # --- compare / report (lab/) ------------------------------------------------------------------
 
 
+def _setting_options(p: argparse.ArgumentParser, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One option per field of :class:`actlab.lab.plan.Setting` (``--val-fraction`` for
+    ``val_fraction``), with the field's default, help and parser; ``overrides`` per field name."""
+    from .lab import plan
+
+    groups: dict[str, Any] = {}
+    for name, default, meta in plan.options():
+        o = {**meta, "default": default, **overrides.get(name, {})}
+        group = o["group"]
+        if group is not None and group not in groups:
+            groups[group] = p.add_argument_group(group)
+        target = p if group is None else groups[group]
+        flag = "--" + name.replace("_", "-")
+        if o["parse"] is bool:
+            target.add_argument(flag, action="store_true", default=o["default"], help=o["help"])
+        else:  # the lr grid is parsed when the comparison is built (plan.parse_lrs names a bad rate)
+            parse = str if o["parse"] == "lrs" else o["parse"]
+            default = str(o["default"]) if o["parse"] == "lrs" else o["default"]
+            target.add_argument(flag, type=parse, default=default, metavar=o["metavar"], help=o["help"])
+    return groups
+
+
 def _add_compare(sub: Any) -> None:
     from .lab import data, executor, models, plan
 
-    defaults = plan.Comparison(variants=())
+    defaults = plan.Comparison(variants=())  # seeds: the comparison's own field
     p = sub.add_parser(
         "compare", help="train one model with each activation over seeds; store every run; report",
         description="Train the same model on the same data with each activation variant and several seeds "
                     "(a seed fixes the data order and the shared initial weights, so runs are paired), store "
                     "every run in DIR/results.sqlite, and write DIR/report.md and DIR/report.html. Rerunning "
                     "the same command resumes: finished runs are skipped.")
-    p.add_argument("--data", default=data.DEFAULT_SPEC, metavar="SPEC", help=data.SPEC_HELP)
-    p.add_argument("--model", default="auto", metavar="NAME",
-                   help=f"{' | '.join(models.names())} (default: the one that fits the data: cnn for images); or "
-                        f"{models.OWN_SPEC_HELP}; every activation module of an own model (nn.ReLU, nn.GELU, "
-                        f"...) is replaced by each variant")
     p.add_argument("--acts", default="all", metavar="LIST",
                    help="comma-separated NAME[:HP=V[:HP=V]], 'all' for the chapter's seven (default), 'modern' "
                         "(GELU, SiLU, SELU, Mish) or 'every', e.g. "
                         "relu,leaky_relu:negative_slope=0.1,rrelu:form=divisor,prelu:channelwise; 'model' keeps "
                         "an own model's activations (the baseline: --acts model,relu,prelu)")
     p.add_argument("--seeds", type=int, default=defaults.seeds, metavar="N", help="seeds 0..N-1 (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N", help="(default: %(default)s)")
     p.add_argument("--out", default=None, metavar="DIR", help="results directory (default: runs/<data name>)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default=defaults.optimizer, metavar="NAME",
-                   help=f"{' | '.join(plan.OPTIMIZERS)} (default: %(default)s)")
-    g.add_argument("--lr", default=str(defaults.lr), metavar="LR[,LR...]",
-                   help="peak learning rate, or a comma-separated grid such as 0.003,0.01,0.03,0.1: every "
-                        "variant runs at every rate and seed, and the report compares each variant at its own "
-                        "rate, the one with the lowest mean validation error over the seeds (never the test "
-                        "set); resuming adds only the missing runs (default: %(default)s)")
-    g.add_argument("--warmup", type=float, default=defaults.warmup, metavar="EPOCHS",
-                   help="the learning rate rises linearly from 0 to its peak over this many epochs (at most half "
-                        "the run), then follows --schedule; 0: no warm-up (default: %(default)g)")
-    g.add_argument("--schedule", default=defaults.schedule, metavar="NAME",
-                   help=f"{' | '.join(plan.SCHEDULES)}: after the warm-up, decay to 0 by a cosine or stay at the "
-                        f"peak (default: %(default)s)")
-    g.add_argument("--momentum", type=float, default=defaults.momentum,
-                   help="SGD momentum, Adam's beta1 (default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                   help="L2, never on PReLU slopes (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-    g = p.add_argument_group("data and model")
-    g.add_argument("--subset", type=int, default=None, metavar="N", help="use N training examples (default: all)")
-    g.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
-                   help="of the training set, held out (default: %(default)s)")
-    g.add_argument("--download", action="store_true", help="fetch a standard set (cifar10, mnist, ...) if absent")
-    g.add_argument("--width", type=float, default=defaults.width, help="channel multiplier (default: %(default)s)")
-    g.add_argument("--depth", type=int, default=None, help="convs per stage / hidden layers (default: the model's)")
-    g.add_argument("--batchnorm", action="store_true", help="batch norm before every activation")
-    g.add_argument("--init", default=defaults.init, metavar="NAME",
-                   help=f"{' | '.join(plan.INITS)} (default: %(default)s)")
+    # every setting of a run (data, model, optimisation) is an option, built from plan.Setting's fields
+    groups = _setting_options(p, {
+        "data": {"group": None, "default": data.DEFAULT_SPEC, "help": data.SPEC_HELP},
+        "model": {"group": None, "default": "auto",
+                  "help": f"{' | '.join(models.names())} (default: the one that fits the data: cnn for images); "
+                          f"or {models.OWN_SPEC_HELP}; every activation module of an own model (nn.ReLU, nn.GELU, "
+                          f"...) is replaced by each variant"},
+    })
+    groups["data and model"].add_argument(
+        "--download", action="store_true", help="fetch a standard set (cifar10, mnist, ...) if absent")
     g = p.add_argument_group("running and reporting")
     g.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
     g.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -239,12 +236,9 @@ def _add_compare(sub: Any) -> None:
 def _run_compare(args: argparse.Namespace) -> int:
     from .lab import compare, plan
 
-    comparison = plan.Comparison(
-        variants=tuple(plan.parse_variants(args.acts)), seeds=args.seeds, data=args.data, subset=args.subset,
-        val_fraction=args.val_fraction, model=args.model, width=args.width, depth=args.depth,
-        batchnorm=args.batchnorm, init=args.init, epochs=args.epochs, optimizer=args.optimizer,
-        lr=plan.parse_lrs(args.lr), warmup=args.warmup, momentum=args.momentum, weight_decay=args.weight_decay,
-        batch_size=args.batch_size, schedule=args.schedule)
+    setting = {name: getattr(args, name) for name, _, _ in plan.options()}
+    setting["lr"] = plan.parse_lrs(args.lr)
+    comparison = plan.Comparison(variants=tuple(plan.parse_variants(args.acts)), seeds=args.seeds, **setting)
     out = args.out if args.out is not None else compare.default_out(args.data)
     result = compare.compare(comparison, out, device=args.device, quiet=args.quiet, download=args.download,
                              target_error=args.target_error, argv=_explicit_command(args), executor=args.executor,

@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .. import registry
 from ..swap import CHANNELWISE
 
-__all__ = ["Variant", "RunSpec", "Comparison", "parse_variants", "parse_lrs", "plan", "OPTIMIZERS", "SCHEDULES",
+__all__ = ["Variant", "Setting", "RunSpec", "Comparison", "options", "parse_variants", "parse_lrs", "plan", "OPTIMIZERS", "SCHEDULES",
            "INITS", "PROTOCOL", "MODEL_VARIANT", "recipe"]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -145,42 +145,147 @@ def parse_variants(text: str) -> list[Variant]:
     return list(out.values())
 
 
+# --- the setting: data, model, optimisation ---------------------------------------------------
+
+
+def _opt(group: str, help: str, parse: Any = str, metavar: str | None = None) -> dict[str, Any]:
+    """A setting field's command-line face: its option group, help, parser and metavar
+    (``actlab compare`` builds its options from these; see :func:`options`)."""
+    return {"group": group, "help": help, "parse": parse, "metavar": metavar}
+
+
+_DATA, _MODEL, _OPTIM = "data and model", "data and model", "optimisation"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    """Everything the runs of one comparison share: data, model and optimisation.
+
+    The one place where these settings and their defaults are written: :class:`RunSpec` (one run)
+    and :class:`Comparison` (what ``actlab compare`` was asked) extend it, and ``actlab compare``'s
+    options are built from its fields (:func:`options`). :meth:`check` validates it.
+    """
+
+    # data
+    data: str = field(default="digits", metadata=_opt(_DATA, "a --data spec (see actlab.lab.data)",
+                                                      metavar="SPEC"))
+    subset: int | None = field(default=None, metadata=_opt(
+        _DATA, "use N training examples (default: all)", int, "N"))
+    val_fraction: float = field(default=0.1, metadata=_opt(
+        _DATA, "of the training set, held out for validation (default: %(default)s)", float))
+    # model
+    model: str = field(default="cnn", metadata=_opt(_MODEL, "a built-in model or an own model's spec",
+                                                    metavar="NAME"))
+    width: float = field(default=1.0, metadata=_opt(_MODEL, "channel / feature multiplier (default: %(default)s)",
+                                                    float))
+    depth: int | None = field(default=None, metadata=_opt(
+        _MODEL, "convs per stage / hidden layers (default: the model's)", int))
+    batchnorm: bool = field(default=False, metadata=_opt(_MODEL, "batch norm before every activation", bool))
+    init: str = field(default="kaiming", metadata=_opt(
+        _MODEL, f"initial weights of the shared layers: {' | '.join(INITS)} (default: %(default)s)", metavar="NAME"))
+    # optimisation
+    epochs: int = field(default=10, metadata=_opt(_OPTIM, "(default: %(default)s)", int, "N"))
+    optimizer: str = field(default="sgd", metadata=_opt(
+        _OPTIM, f"{' | '.join(OPTIMIZERS)} (SGD with momentum) (default: %(default)s)", metavar="NAME"))
+    lr: float = field(default=0.02, metadata=_opt(
+        _OPTIM, "peak learning rate, or a comma-separated grid such as 0.003,0.01,0.03,0.1: every variant runs at "
+                "every rate and seed, and the report compares each variant at its own rate, the one with the "
+                "lowest mean validation error over the seeds (never the test set); resuming adds only the "
+                "missing runs (default: %(default)s)", "lrs", "LR[,LR...]"))
+    warmup: float = field(default=1.0, metadata=_opt(
+        _OPTIM, "the learning rate rises linearly from 0 to its peak over this many epochs (at most half the "
+                "run), then follows --schedule; 0: no warm-up (default: %(default)g)", float, "EPOCHS"))
+    momentum: float = field(default=0.9, metadata=_opt(_OPTIM, "SGD momentum, Adam's beta1 (default: %(default)s)",
+                                                       float))
+    weight_decay: float = field(default=5e-4, metadata=_opt(
+        _OPTIM, "L2, never on PReLU slopes (actlab.param_groups) (default: %(default)s)", float))
+    batch_size: int = field(default=64, metadata=_opt(_OPTIM, "(default: %(default)s)", int))
+    schedule: str = field(default="cosine", metadata=_opt(
+        _OPTIM, f"{' | '.join(SCHEDULES)}: after the warm-up, decay to 0 by a cosine (per step) or stay at the "
+                f"peak (default: %(default)s)", metavar="NAME"))
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        """The learning rates: ``(lr,)`` for one rate, the grid for a :class:`Comparison` over several."""
+        return self.lr if isinstance(self.lr, tuple) else (self.lr,)
+
+    def check(self) -> None:
+        """Raise a one-line ``ValueError`` for the first invalid setting."""
+        def bad(name: str, valid: str) -> ValueError:
+            return ValueError(f"invalid {name}={getattr(self, name)!r}; valid: {valid}")
+
+        if not (_is_int(self.epochs) and self.epochs >= 1):
+            raise bad("epochs", "an int >= 1")
+        if self.subset is not None and not (_is_int(self.subset) and self.subset >= 1):
+            raise bad("subset", "an int >= 1")
+        if not (_is_num(self.val_fraction) and 0 <= self.val_fraction < 1):
+            raise bad("val_fraction", "a number in [0, 1)")
+        if not (_is_num(self.width) and self.width > 0):
+            raise bad("width", "a number > 0")
+        if self.depth is not None and not (_is_int(self.depth) and self.depth >= 1):
+            raise bad("depth", "an int >= 1")
+        if not isinstance(self.batchnorm, bool):
+            raise bad("batchnorm", "True or False")
+        if self.init not in INITS:
+            raise bad("init", ", ".join(INITS))
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", ", ".join(OPTIMIZERS))
+        if not self.lrs or not all(_is_num(lr) and lr > 0 for lr in self.lrs):
+            raise bad("lr", "a number > 0, or a tuple of such numbers (a grid)")
+        if len(set(self.lrs)) < len(self.lrs):
+            raise bad("lr", "distinct rates (one is given twice)")
+        if not (_is_num(self.warmup) and self.warmup >= 0):
+            raise bad("warmup", "a number of epochs >= 0 (0: no warm-up)")
+        if not (_is_num(self.momentum) and 0 <= self.momentum < 1):
+            raise bad("momentum", "a number in [0, 1)")
+        if not (_is_num(self.weight_decay) and self.weight_decay >= 0):
+            raise bad("weight_decay", "a number >= 0")
+        if not (_is_int(self.batch_size) and self.batch_size >= 1):
+            raise bad("batch_size", "an int >= 1")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", ", ".join(SCHEDULES))
+        from . import models  # the model list is models.py's; imported late to keep plan light
+
+        if self.model != "auto":
+            models.check_spec(self.model)  # a built-in name or an own model's loadable spec
+
+    def shared(self) -> dict[str, Any]:
+        """The setting's own fields (those of :class:`Setting`, not of a subclass) as a dict."""
+        return {f.name: getattr(self, f.name) for f in fields(Setting)}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def options() -> list[tuple[str, Any, dict[str, Any]]]:
+    """``(name, default, metadata)`` for each setting field, in order: what ``actlab compare``
+    turns into its options (``--val-fraction`` for ``val_fraction``)."""
+    return [(f.name, f.default, dict(f.metadata)) for f in fields(Setting)]
+
+
 # --- one run ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one training run. JSON-serialisable; :attr:`key` identifies it.
+@dataclass(frozen=True, kw_only=True)
+class RunSpec(Setting):
+    """Everything that determines one training run: its :class:`Setting`, its activation variant
+    and its seed (at one learning rate). JSON-serialisable; :attr:`key` identifies it.
 
     The seed fixes the data order (a dedicated generator), the initial weights of the layers all
     variants share (``torch.manual_seed(seed)`` right before the model is built) and RReLU's
     noise, so runs with the same seed and different activations form a matched pair.
     """
 
-    # data
-    data: str = "digits"  # a --data spec (see actlab.lab.data)
-    subset: int | None = None  # keep this many training examples (None: all)
-    val_fraction: float = 0.1  # of the training set, held out for validation
-    # model
-    model: str = "cnn"  # a name from actlab.lab.models.names()
-    width: float = 1.0  # channel / feature multiplier
-    depth: int | None = None  # model-specific depth (None: the model's default)
-    batchnorm: bool = False  # batch norm before every activation
-    init: str = "kaiming"  # initial weights of the shared layers: kaiming | xavier
     # activation
     act: str = "relu"  # canonical registry name
     hparams: tuple[tuple[str, Any], ...] = ()  # complete, checked, sorted by name (see Variant)
     variant: str = "relu"  # the label in reports; not part of the key
-    # optimisation
     seed: int = 0
-    epochs: int = 10
-    optimizer: str = "sgd"  # sgd (with momentum) | adam
-    lr: float = 0.02  # peak learning rate
-    warmup: float = 1.0  # epochs of linear learning-rate warm-up from 0 to lr (0: none); see train._schedule
-    momentum: float = 0.9  # SGD momentum; Adam's beta1
-    weight_decay: float = 5e-4  # L2, not applied to PReLU slopes (actlab.param_groups)
-    batch_size: int = 64
-    schedule: str = "cosine"  # cosine: lr decays to 0 over the epochs, per step | constant
     protocol: int = PROTOCOL
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,33 +339,18 @@ def _digest(d: dict[str, Any]) -> str:
 # --- a comparison -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """What ``actlab compare`` was asked: one setting, several variants, several seeds.
+@dataclass(frozen=True, kw_only=True)
+class Comparison(Setting):
+    """What ``actlab compare`` was asked: one :class:`Setting`, several variants, several seeds.
 
     ``lr`` is one peak learning rate or a grid of them (a tuple; a list is taken as one): every
     variant runs at every rate and seed, and the analysis compares each variant at the rate of
-    its lowest mean validation error. :attr:`lrs` is the grid either way.
+    its lowest mean validation error. :attr:`lrs` is the grid either way. ``model`` may be
+    ``"auto"`` here: :func:`actlab.lab.compare.compare` resolves it from the data's shape.
     """
 
     variants: tuple[Variant, ...]
     seeds: int = 3  # seeds 0 .. seeds-1
-    data: str = "digits"
-    subset: int | None = None
-    val_fraction: float = 0.1
-    model: str = "cnn"  # or "auto": the model that fits the data's shape (resolved by compare)
-    width: float = 1.0
-    depth: int | None = None
-    batchnorm: bool = False
-    init: str = "kaiming"
-    epochs: int = 10
-    optimizer: str = "sgd"
-    lr: float | tuple[float, ...] = 0.02  # one peak learning rate, or a grid: every variant runs at each
-    warmup: float = 1.0  # epochs of linear learning-rate warm-up
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 64
-    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         # A list or tuple of rates is a grid; a grid of one rate is that rate (the same runs and keys).
@@ -268,60 +358,15 @@ class Comparison:
             grid = tuple(self.lr)
             object.__setattr__(self, "lr", grid[0] if len(grid) == 1 else grid)
 
-    @property
-    def lrs(self) -> tuple[float, ...]:
-        """The learning rates every variant runs at: ``(lr,)`` for one rate."""
-        return self.lr if isinstance(self.lr, tuple) else (self.lr,)
-
     def check(self) -> None:
-        """Raise a one-line ``ValueError`` for the first invalid setting."""
-        def bad(name: str, valid: str) -> ValueError:
-            return ValueError(f"invalid {name}={getattr(self, name.replace('-', '_'))!r}; valid: {valid}")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
+        """Raise a one-line ``ValueError`` for the first invalid setting, variant list or seed count."""
         if not self.variants:
             raise ValueError("no activation variant given")
-        if not (is_int(self.seeds) and self.seeds >= 1):
-            raise bad("seeds", "an int >= 1")
-        if not (is_int(self.epochs) and self.epochs >= 1):
-            raise bad("epochs", "an int >= 1")
-        if self.subset is not None and not (is_int(self.subset) and self.subset >= 1):
-            raise bad("subset", "an int >= 1")
-        if not (is_num(self.val_fraction) and 0 <= self.val_fraction < 1):
-            raise bad("val_fraction", "a number in [0, 1)")
-        if not (is_num(self.width) and self.width > 0):
-            raise bad("width", "a number > 0")
-        if self.depth is not None and not (is_int(self.depth) and self.depth >= 1):
-            raise bad("depth", "an int >= 1")
-        if not isinstance(self.batchnorm, bool):
-            raise bad("batchnorm", "True or False")
-        if self.init not in INITS:
-            raise bad("init", ", ".join(INITS))
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", ", ".join(OPTIMIZERS))
-        if not self.lrs or not all(is_num(lr) and lr > 0 for lr in self.lrs):
-            raise bad("lr", "a number > 0, or a tuple of such numbers (a grid)")
-        if len(set(self.lrs)) < len(self.lrs):
-            raise bad("lr", "distinct rates (one is given twice)")
-        if not (is_num(self.warmup) and self.warmup >= 0):
-            raise bad("warmup", "a number of epochs >= 0 (0: no warm-up)")
-        if not (is_num(self.momentum) and 0 <= self.momentum < 1):
-            raise bad("momentum", "a number in [0, 1)")
-        if not (is_num(self.weight_decay) and self.weight_decay >= 0):
-            raise bad("weight_decay", "a number >= 0")
-        if not (is_int(self.batch_size) and self.batch_size >= 1):
-            raise bad("batch_size", "an int >= 1")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", ", ".join(SCHEDULES))
-        from . import models  # the model list is models.py's; imported late to keep plan light
+        if not (_is_int(self.seeds) and self.seeds >= 1):
+            raise ValueError(f"invalid seeds={self.seeds!r}; valid: an int >= 1")
+        super().check()
+        from . import models
 
-        if self.model != "auto":
-            models.check_spec(self.model)  # a built-in name or an own model's loadable spec
         own = self.model != "auto" and not models.is_builtin(self.model)
         if any(v.act == MODEL_VARIANT for v in self.variants) and not own:
             raise ValueError(f"--acts model: keeps an own model's activations; valid with --model FILE.py:FN, "
@@ -349,8 +394,7 @@ def plan(comparison: Comparison) -> list[RunSpec]:
     comparison.check()
     if comparison.model == "auto":
         raise ValueError("plan: resolve model 'auto' first (actlab.lab.models.default_for)")
-    shared = {f.name: getattr(comparison, f.name) for f in fields(comparison)
-              if f.name not in ("variants", "seeds", "lr")}
+    shared = {k: v for k, v in comparison.shared().items() if k != "lr"}
     return [RunSpec(**shared, act=v.act, hparams=v.hparams, variant=v.label, seed=seed, lr=lr)
             for seed in range(comparison.seeds) for lr in comparison.lrs for v in comparison.variants]
 
