@@ -18,18 +18,33 @@ from actlab import layers
 
 pytest.importorskip("numba")
 pytest.importorskip("expecttest")  # imported by torch's test helpers
-common_modules = pytest.importorskip("torch.testing._internal.common_modules")
 
 ACTIVATIONS = {"Sigmoid": layers.Sigmoid, "Tanh": layers.Tanh, "ReLU": layers.ReLU, "LeakyReLU": layers.LeakyReLU,
                "PReLU": layers.PReLU, "ELU": layers.ELU}
-INFOS = [m for m in common_modules.module_db
-         if m.module_cls.__module__.startswith("torch.nn") and m.module_cls.__name__ in ACTIVATIONS]
+
+
+def _module_db() -> dict:
+    """torch.nn's activation ModuleInfos by class name. Imported here, not at collection, and
+    undoing what importing torch's test helpers does to the whole process: they freeze the
+    torch.backends flags (other tests set cudnn's) and wrap TorchScript calls for profiling."""
+    frozen = torch.backends.flags_frozen()
+    calls = torch._C.ScriptFunction.__call__, torch._C.ScriptMethod.__call__
+    try:
+        from torch.testing._internal import common_modules
+    finally:
+        if not frozen:
+            torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+        torch._C.ScriptFunction.__call__, torch._C.ScriptMethod.__call__ = calls
+    return {m.module_cls.__name__: m for m in common_modules.module_db
+            if m.module_cls.__module__.startswith("torch.nn") and m.module_cls.__name__ in ACTIVATIONS}
 #: actlab's Functions, which the forced fast path must run (eager, not torch's ops)
 OURS = ("FromOutputBackward", "RectifierBackward", "PReLUBackward", "ELUBackward")
 
 
-def test_module_db_has_the_six_activations():
-    assert sorted(m.module_cls.__name__ for m in INFOS) == sorted(ACTIVATIONS)
+def test_module_db_has_the_six_activations_and_leaves_global_state_alone():
+    frozen = torch.backends.flags_frozen()
+    assert sorted(_module_db()) == sorted(ACTIVATIONS)
+    assert torch.backends.flags_frozen() == frozen
 
 
 def _tol(dtype):
@@ -54,8 +69,9 @@ def _compare(ours: torch.nn.Module, theirs: torch.nn.Module, x: torch.Tensor, wh
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("info", INFOS, ids=[m.module_cls.__name__ for m in INFOS])
-def test_module_db_samples_agree_with_torch_nn_on_the_fast_path(info, dtype, training, fast_path_forced):
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_module_db_samples_agree_with_torch_nn_on_the_fast_path(name, dtype, training, fast_path_forced):
+    info = _module_db()[name]
     samples = info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=True, training=training)
     assert samples
     for k, s in enumerate(samples):
@@ -80,7 +96,7 @@ def test_module_db_samples_agree_with_torch_nn_on_the_fast_path(info, dtype, tra
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_rrelu_eval_on_leaky_relus_samples_is_torch_nns(dtype, fast_path_forced):
-    info = next(m for m in INFOS if m.module_cls.__name__ == "LeakyReLU")
+    info = _module_db()["LeakyReLU"]
     for form, (lo, hi) in (("slope", (1 / 8, 1 / 3)), ("slope", (0.1, 0.3))):
         for s in info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=True, training=False):
             ours = layers.RReLU(lo, hi, form=form).eval().to(dtype)

@@ -123,3 +123,19 @@ def test_rrelu_noise_by_position_under_the_natural_threshold_too():
     a = F.rrelu(x, training=True, seed=5)
     b = F.rrelu(x.contiguous(memory_format=torch.channels_last), training=True, seed=5)
     assert torch.equal(a, b)
+
+
+def test_rrelu_with_its_own_seed_is_the_same_with_and_without_checkpoint_and_leaves_the_global_rng():
+    """Recomputation takes the journalled seed without drawing, so the generator's stream — and
+    every later step's noise — is the same as without checkpointing; the global RNG is untouched."""
+    x = -torch.rand(4, 64, 64) - 0.1
+    plain, ckpt = layers.RReLU(seed=9).train(), layers.RReLU(seed=9).train()
+    for _ in range(2):
+        state = torch.random.get_rng_state()
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ya = plain(xa * 1.0)
+        yb = checkpoint(lambda t: ckpt(t * 1.0), xb, use_reentrant=False)
+        ya.sum().backward()
+        yb.sum().backward()
+        assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+        assert torch.equal(state, torch.random.get_rng_state())

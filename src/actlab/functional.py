@@ -128,9 +128,9 @@ def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto
     return _scale_negative(x, a.to(x.dtype))
 
 
-#: Step seeds of training forwards with a private generator, by the forward's tag (see
-#: :func:`rrelu_step_seed`): generator → {tag: seed}, the last 1024 per generator.
-_JOURNAL: weakref.WeakKeyDictionary[torch.Generator, OrderedDict[int, int]] = weakref.WeakKeyDictionary()
+#: Step seeds of training forwards with a private generator, by the forward's key (see
+#: :func:`rrelu_step_seed`): generator → {key: seed}, the last 1024 per generator.
+_JOURNAL: weakref.WeakKeyDictionary[torch.Generator, OrderedDict[Any, int]] = weakref.WeakKeyDictionary()
 _JOURNAL_SIZE = 1024
 
 
@@ -138,27 +138,43 @@ def _draw(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**63 - 1, (), generator=generator, dtype=torch.int64))
 
 
-def rrelu_step_seed(generator: torch.Generator | None = None) -> int | Tensor:
+def _forward_key(x: Tensor | None) -> Any:
+    """What a checkpoint recomputation reproduces of a forward, without consuming any RNG: the
+    global CPU RNG state (checkpoint restores it) and the input — its shape and 64 of its
+    values, spread over it (the recomputed input equals the first one bit for bit)."""
+    state = hash(torch.get_rng_state().numpy().tobytes())
+    if x is None:
+        return state
+    flat = x.detach().reshape(-1)
+    step = max(1, flat.numel() // 64)
+    return state, tuple(x.shape), x.dtype, tuple(flat[::step][:64].tolist())
+
+
+def rrelu_step_seed(generator: torch.Generator | None = None, x: Tensor | None = None) -> int | Tensor:
     """A fresh 63-bit seed for one training step's noise, from ``generator`` or the global RNG.
 
-    Recomputation gives the first forward's seed back, so ``torch.utils.checkpoint`` reproduces
-    the noise: from the global RNG because checkpoint restores its state; from a private
-    ``generator`` because each forward also draws a tag from the global RNG (which checkpoint
-    restores) and journals (tag → seed), and a forward that runs during backward — a
-    recomputation — takes the journalled seed of its tag. Under ``torch.compile``, export and
-    ``jit.trace`` (no generator) the seed stays a 0-d tensor, so the draw is part of the graph
-    and each call of the compiled or traced model draws fresh noise.
+    A recomputation gives the first forward's seed back, so ``torch.utils.checkpoint``
+    reproduces the noise: from the global RNG because checkpoint restores its state; from a
+    private ``generator`` because each forward journals (key → seed), the key being what a
+    recomputation reproduces (the global RNG's state and the input ``x``; see
+    :func:`_forward_key`), and a forward that runs during backward — a recomputation — takes the
+    journalled seed of its key without drawing (so the generator's stream, and every later
+    step's noise, is as without checkpointing). The global RNG is never consumed for a private
+    generator. Under ``torch.compile``, export and ``jit.trace`` (no generator) the seed stays a
+    0-d tensor, so the draw is part of the graph and each call of the compiled or traced model
+    draws fresh noise.
     """
     if generator is None:
         if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a graph op: fresh noise per call
             return torch.randint(0, 2**63 - 1, (), dtype=torch.int64)
         return _draw(None)
-    tag = _draw(None)
+    key = _forward_key(x)
     journal = _JOURNAL.setdefault(generator, OrderedDict())
-    if torch._C._current_autograd_node() is not None and tag in journal:  # recomputation in backward
-        return journal[tag]
+    if torch._C._current_autograd_node() is not None and key in journal:  # recomputation in backward
+        return journal[key]
     seed = _draw(generator)
-    journal[tag] = seed
+    journal[key] = seed
+    journal.move_to_end(key)
     if len(journal) > _JOURNAL_SIZE:
         journal.popitem(last=False)
     return seed

@@ -373,7 +373,7 @@ class RReLU(Activation):
         return reference.rrelu_test_slope(self.lower, self.upper, self.form)
 
     def forward(self, x: Tensor) -> Tensor:
-        seed = F.rrelu_step_seed(self.generator) if self.training else None
+        seed = F.rrelu_step_seed(self.generator, x) if self.training else None
         return F.rrelu(x, self.lower, self.upper, self.training, form=self.form, seed=seed,
                        inplace=self.inplace, impl=self.impl, lean=self.lean)
 
