@@ -308,12 +308,12 @@ def _add_verify(sub: Any) -> None:
         description="Run one small experiment per claim of the chapter (saturation, zero-centring, dead zone, "
                     "ReLU's speed, PReLU's slopes and order, overfitting, RReLU, ELU, no winner) on the lab, store "
                     "every run in DIR/results.sqlite (a rerun resumes) and write DIR/verify.md, DIR/verify.html and "
-                    "DIR/verify.json: per claim the measured quantity, its 95%% interval, the threshold and the "
+                    "DIR/verify.json: per claim the measured quantity, its 95% interval, the threshold and the "
                     "verdict (holds / does not hold / inconclusive), with a figure.")
     p.add_argument("--out", required=True, metavar="DIR", help="results directory")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                      help="small data and few seeds: about 10 minutes on 2 CPU cores (default)")
+                      help="small data and few seeds, sized for about 10 minutes on 2 idle CPU cores (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="more seeds, larger data and widths: for a GPU or a cluster")
     p.set_defaults(mode="quick")

@@ -79,6 +79,27 @@ def _cell(s: str) -> str:
     return str(s).replace("|", "/").replace("\n", " ")
 
 
+def _details(v: Verdict) -> list[str]:
+    """What a verdict's ``extra`` holds that a reader wants beside the table (Markdown lines)."""
+    out: list[str] = []
+    for p in (v, *v.parts):
+        sec, lr = p.extra.get("seconds"), p.extra.get("best_lr")
+        if sec or lr:
+            sec_text = (f"in training seconds {_num(sec['estimate'])} [{_num(sec['low'])}, {_num(sec['high'])}]"
+                        if sec else "")
+            lr_text = ", ".join(f"{a} {x:g}" for a, x in (lr or {}).items())
+            out.append(f"- {p.quantity}: {sec_text}; best lr: {lr_text}")
+    ranks = v.extra.get("ranks")
+    if ranks:
+        acts = list(next(iter(ranks.values())))
+        out += ["", "Mean-error rank per data set (1 = lowest test error):", "",
+                _md_table([[d] + [f"{r[a]:g}" for a in acts] for d, r in ranks.items()], ["data"] + acts)]
+        beaten = v.extra.get("beaten_on", {})
+        out += ["", "Significantly beaten (paired 95% interval) on: " +
+                "; ".join(f"{a}: {', '.join(ds) or 'nowhere'}" for a, ds in beaten.items())]
+    return out + ([""] if out else [])
+
+
 def _md_table(rows: list[list[str]], head: list[str]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
@@ -131,7 +152,7 @@ def write(out: Path, ctx: Context, outcomes: dict[int, Outcome], *, seconds: flo
                f"*Decision rule:* {c.rule}.", "",
                "*Experiment:* " + "; ".join(f"{k} = {v}" for k, v in o.experiment.items() if k != "measured"), "",
                f"*Measured:* {o.experiment.get('measured', '')}.", "",
-               _md_table(_rows(o.verdict), head), "", f"Why: {o.verdict.note}.", ""]
+               _md_table(_rows(o.verdict), head), "", f"Why: {o.verdict.note}.", ""] + _details(o.verdict)
         sec += [f"- {n}" for n in o.notes] + [""]
         if png:
             sec += [f"![claim {c.id}]({fig_name})", ""]
