@@ -85,7 +85,8 @@ def test_cli_summary_and_its_errors(tmp_path, capsys):
     assert "summary:" in capsys.readouterr().out
     page = (tmp_path / "sum" / "summary.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "Friedman chi-square" in page
-    assert "Left out, not run (or not finished) on every data set: prelu (missing on mnist1d · cnn)." in page
+    assert ("Left out, without a finished run (not run, diverged or failed) on every data set: "
+            "prelu (missing on mnist1d · cnn).") in page
     js = json.loads((tmp_path / "sum" / "export" / "summary.json").read_text())
     assert js["variants"] == ["tanh", "relu", "elu"] and len(js["ranks"]) == 4
     assert (tmp_path / "sum" / "figures" / "cd.png").read_bytes()[:4] == b"\x89PNG"

@@ -100,7 +100,7 @@ def summarize(problems: list[Problem]) -> CrossSummary:
     common = [v for v in order if all(v in s for s in present)]
     dropped = {v: [p.label for p in problems if v not in p.errors] for v in order if v not in common}
     if dropped:
-        notes.append("Left out, not run (or not finished) on every data set: " + "; ".join(
+        notes.append("Left out, without a finished run (not run, diverged or failed) on every data set: " + "; ".join(
             f"{v} (missing on {', '.join(where)})" for v, where in dropped.items()) + ".")
     n, k = len(problems), len(common)
     ranks = [dict(zip(common, sps.rankdata([p.errors[v] for v in common]))) for p in problems] if k else []
