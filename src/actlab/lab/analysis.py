@@ -642,7 +642,8 @@ def _slopes(variants: list[str], act_of: dict[str, str], by_variant: dict[str, l
             layers: dict[str, list[dict[str, Any]]]) -> list[Slopes]:
     out = []
     for v in variants:
-        if registry.entry(act_of[v]).per_channel is None:  # slopes tables: learned per-channel values (PReLU)
+        # slopes tables: activations with learned per-channel values (PReLU); not an own model's
+        if act_of[v] not in registry.names(registry.EVERY) or registry.entry(act_of[v]).per_channel is None:
             continue
         done = [x for x in by_variant[v] if x.status == "done"]
         per_layer: OrderedDict[int, dict[str, Any]] = OrderedDict()

@@ -47,7 +47,7 @@ from ..swap import CHANNELWISE
 from ..version import __version__
 from . import models
 from .monitors import Monitor
-from .plan import RunSpec
+from .plan import MODEL_VARIANT, RunSpec
 
 __all__ = ["run", "RunResult", "Probe", "failed", "activation_factory", "environment", "evaluate", "pick_device",
            "STEPS_PER_EPOCH_LOGGED", "EVAL_BATCH"]
@@ -147,11 +147,11 @@ def activation_factory(spec: RunSpec) -> models.ActFactory:
     the own model's activations and has no modules to make for a built-in network.
     """
     hp = dict(spec.hparams)
-    entry = registry.entry(spec.act)
+    entry = None if spec.act == MODEL_VARIANT else registry.entry(spec.act)
     layer_index = itertools.count()
 
     def make(channels: int) -> nn.Module:
-        if spec.act == "model":
+        if entry is None:
             raise ValueError("the 'model' variant keeps an own model's activations; valid with --model "
                              "FILE.py:FN, module:FN, torchvision:NAME or timm:NAME only")
         kw = dict(hp)
