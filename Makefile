@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch is pinned: 2.13.0 is a local CPU wheel here; other versions pull gigabytes
 	# ray: the Ray executor's tests (tests/lab/test_executor_ray*.py) run on every `make test`
 	$(PY) -m pip install -q torch==2.13.0 -e '.[test,ray]'
+	# numba compiles each CPU kernel at its first call (about a minute in all) and caches it beside
+	# the sources: compile them once here, so no user's first call (and no timed run) pays for it
+	$(PY) -c "import actlab.fast; actlab.fast.warm()"
 	touch $@
 
 run: $(VENV)/.installed

@@ -420,3 +420,21 @@ def test_the_policy_of_a_with_block_does_not_leak_into_other_threads():
         t.start()
         t.join()
     assert seen == [fast.policy().min_numel_for("cpu")] and seen != [0]
+
+
+def test_warm_loads_every_cpu_kernel_and_leaves_the_policy_alone():
+    """fast.warm() (run by make's install step) reaches every kernel of the backend: afterwards a
+    first call of each costs no compilation (a numba dispatcher with a compiled signature)."""
+    from actlab import fast
+
+    before = fast.policy()
+    took = fast.warm("cpu")
+    cpu = fast._load("cpu")
+    if cpu is None:
+        pytest.skip("numba is not installed")
+    assert set(took) == set(cpu.NAMES)
+    assert fast.policy() == before
+    # the kernels the autograd Functions call (the _helpers are inlined into them)
+    compiled = [f for k, f in vars(cpu).items() if hasattr(f, "signatures") and hasattr(f, "py_func")
+                and not k.startswith("_")]
+    assert compiled and all(f.signatures for f in compiled), [f.py_func.__name__ for f in compiled if not f.signatures]

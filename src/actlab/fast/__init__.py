@@ -57,8 +57,9 @@ import contextvars
 import ctypes
 import dataclasses
 import importlib
+import itertools
 import os
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -67,9 +68,8 @@ from . import ops
 from .backend import Backend
 from .ops import eager
 
-__all__ = ["lookup", "serves", "backend_for", "eager", "status", "rrelu_slopes", "retain_freed_memory", "Policy",
-           "policy",
-           "dispatch", "Backend"]
+__all__ = ["warm", "lookup", "serves", "backend_for", "eager", "status", "rrelu_slopes", "retain_freed_memory",
+           "Policy", "policy", "dispatch", "Backend"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +216,51 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     if name == "elu":
         return lambda x, alpha: ops.run(ops.ELU, b, x, float(alpha), False)
     return None
+
+
+#: Arguments after x for each kernel of the contract (see the table at the top), for :func:`warm`.
+_WARM_ARGS: dict[str, tuple[Any, ...]] = {
+    "sigmoid": (), "tanh": (), "relu": (), "leaky_relu": (0.01,), "elu": (1.0,),
+    "rrelu": (1 / 8, 1 / 3, "slope", 0), "prelu": (None, 1),
+}
+
+
+def warm(kind: str = "cpu") -> dict[str, float]:
+    """Compile (or load from numba's on-disk cache) every kernel of backend ``kind``: forward and
+    backward, each dtype, lean and not; returns the seconds each activation took.
+
+    numba compiles a kernel at its first call and caches the machine code beside the sources
+    (``cache=True``), so only the first process on a fresh install pays for it (about a minute
+    on 2 cores). ``make``'s install step calls this once so that no user's first call does; the
+    lab also warms the model it trains before timing it. A backend that does not load is skipped.
+    """
+    import time
+
+    b = _load(kind)
+    if b is None:
+        return {}
+    device = "cuda" if kind == "gpu" else "cpu"
+    out: dict[str, float] = {}
+    with dispatch(min_numel=0, native_max_bytes=-1):
+        for name in b.NAMES:
+            t0 = time.perf_counter()
+            for dtype, lean, layout, learned in itertools.product(
+                    b.DTYPES, (False, True), (torch.contiguous_format, torch.channels_last), (True, False)):
+                if (layout != torch.contiguous_format or not learned) and name != "prelu":
+                    continue  # the other kernels walk any dense layout the same flat way
+                x = torch.linspace(-2, 2, 256, dtype=dtype, device=device).reshape(2, 2, 8, 8)
+                x = x.contiguous(memory_format=layout).requires_grad_(True)
+                args = list(_WARM_ARGS[name])
+                if name == "prelu":
+                    args[0] = torch.full((2,), 0.25, dtype=dtype, device=device, requires_grad=learned)
+                k = lookup(name, x, lean=lean)
+                if k is not None:
+                    k(x, *args).sum().backward()
+            if name == "rrelu":
+                for dtype in b.DTYPES:
+                    rrelu_slopes(64, 1 / 8, 1 / 3, "slope", 0, dtype=dtype, device=device)
+            out[name] = time.perf_counter() - t0
+    return out
 
 
 def rrelu_slopes(n: int, lower: float, upper: float, form: str, seed: int, *, dtype: torch.dtype = torch.float32,
