@@ -22,7 +22,7 @@ PACKAGE = "actlab"
 
 #: the layers, lowest first; a module's layer is the first entry its dotted name falls under
 LAYERS: list[tuple[str, ...]] = [
-    ("registry", "version"),
+    ("registry", "version", "machine"),
     ("reference",),
     ("fast",),
     ("functional",),

@@ -28,7 +28,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 __all__ = ["Reference", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "PReLU", "RReLU", "ELU", "GELU", "SiLU", "SELU",
            "Mish", "rrelu_test_slope", "saturated", "SATURATION_RATIO", "SATURATED_UNIT_FRACTION"]
@@ -328,6 +327,13 @@ def _sigmoid64(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
 
 
+def _erfc(v: np.ndarray) -> np.ndarray:
+    # imported on use: scipy.special starts a thread pool at import, which ``import actlab`` should not
+    from scipy.special import erfc
+
+    return erfc(v)
+
+
 class GELU(Reference):
     """Gaussian error linear unit (Hendrycks & Gimpel 2016): f(x) = x·Φ(x), Φ the normal CDF.
 
@@ -355,7 +361,7 @@ class GELU(Reference):
     def forward(self, x: Any) -> np.ndarray:
         if self.approximate == "tanh":
             return _in64(lambda v: v * self._gate(v)[0], x, 0.0, None)
-        return _in64(lambda v: v * 0.5 * special.erfc(-v / math.sqrt(2)), x, 0.0, None)
+        return _in64(lambda v: v * 0.5 * _erfc(-v / math.sqrt(2)), x, 0.0, None)
 
     def grad(self, x: Any) -> np.ndarray:
         if self.approximate == "tanh":
@@ -363,7 +369,7 @@ class GELU(Reference):
                 s, s_neg, vc = self._gate(v)  # (1 + t)/2 = s; (1 − t²)/2 = 2·s·s_neg
                 return s + 2 * vc * s * s_neg * self._K * (1 + 3 * self._C * vc * vc)
             return _in64(g, x, 0.0, 1.0)
-        return _in64(lambda v: 0.5 * special.erfc(-v / math.sqrt(2)) + v * np.exp(-v * v / 2) / math.sqrt(2 * math.pi),
+        return _in64(lambda v: 0.5 * _erfc(-v / math.sqrt(2)) + v * np.exp(-v * v / 2) / math.sqrt(2 * math.pi),
                      x, 0.0, 1.0)
 
 
