@@ -328,6 +328,9 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch threads (default: 1; the models are small, and on a busy machine one thread per "
                         "process is much faster than two)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="runs at once, in worker processes, as actlab compare's (default: one per core ÷ "
+                        "--threads, or one per GPU; 1: in this process); the same numbers whatever N")
     p.add_argument("--quiet", action="store_true", help="no progress lines; print only the report's path")
     p.set_defaults(func=_run_verify)
 
@@ -336,9 +339,16 @@ def _run_verify(args: argparse.Namespace) -> int:
     from .verify import claims
     from .verify.run import verify
 
+    from .lab import executor
+
     only = claims.parse_only(args.only)
+    jobs = args.jobs if args.jobs is not None else executor.default_jobs(args.device if args.device != "auto"
+                                                                         else "cpu", args.threads)
+    if jobs < 1 or (not args.device.startswith("cuda") and jobs * args.threads > executor.cores()):
+        raise ValueError(f"--jobs {jobs} × --threads {args.threads}: valid: jobs >= 1 and jobs × threads <= "
+                         f"{executor.cores()} cores")
     result = verify(args.out, mode=args.mode, only=only, extra_data=args.data, device=args.device,
-                    threads=args.threads, quiet=args.quiet, include_cifar=not args.no_cifar,
+                    threads=args.threads, jobs=jobs, quiet=args.quiet, include_cifar=not args.no_cifar,
                     argv=["actlab", "verify"] + (sys.argv[2:] if len(sys.argv) > 2 else []))
     if not args.quiet:
         for claim, verdict in result.verdicts.items():

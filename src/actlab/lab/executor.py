@@ -109,23 +109,26 @@ def _with_threads(threads: int | None, fn: Any, *args: Any, **kwargs: Any) -> An
 
 
 def execute(spec: RunSpec, *, device: str = "cpu", download: bool = False, cache_dir: Any = None,
-            dataset: data.Dataset | None = None, threads: int | None = None) -> RunResult:
-    """Load the spec's data (unless given) and train it: the whole of one run, for a worker."""
+            dataset: data.Dataset | None = None, threads: int | None = None,
+            after: train.Probe | None = None) -> RunResult:
+    """Load the spec's data (unless given) and train it: the whole of one run, for a worker.
+    ``after`` measures the trained model (see :func:`actlab.lab.train.run`)."""
     t0 = time.perf_counter()
     try:
         ds = dataset if dataset is not None else _load(spec, download=download, cache_dir=cache_dir)
-        return _with_threads(threads, train.run, spec, ds, device=device)
+        return _with_threads(threads, train.run, spec, ds, device=device, after=after)
     except Exception as err:  # a run that fails is a result too; the comparison goes on
         return _failed(spec, err, device, t0)
 
 
 class LocalExecutor:
-    """Runs the specs one after another in this process, each data set loaded once."""
+    """Runs the specs one after another in this process, each data set loaded once; ``after``
+    (a probe of the trained model, as ``actlab verify`` uses) runs after each run."""
 
     def __init__(self, *, device: str = "cpu", progress: bool = False, download: bool = False,
-                 cache_dir: Any = None, threads: int | None = None) -> None:
+                 cache_dir: Any = None, threads: int | None = None, after: train.Probe | None = None) -> None:
         self.device, self.progress, self.download, self.cache_dir = device, progress, download, cache_dir
-        self.threads = threads
+        self.threads, self.after = threads, after
         self._datasets: dict[tuple[Any, ...], data.Dataset] = {}
 
     def dataset(self, spec: RunSpec) -> data.Dataset:
@@ -139,7 +142,7 @@ class LocalExecutor:
             t0 = time.perf_counter()
             try:
                 result = _with_threads(self.threads, train.run, spec, self.dataset(spec), device=self.device,
-                                       progress=self.progress)
+                                       progress=self.progress, after=self.after)
             except Exception as err:  # a run that fails is a result too; the comparison goes on
                 result = _failed(spec, err, self.device, t0)
             yield result
@@ -150,10 +153,12 @@ class LocalExecutor:
 _WORKER: dict[str, Any] = {}  # per worker process: its device, threads, options and loaded data sets
 
 
-def _worker_init(devices: Any, threads: int, download: bool, cache_dir: Any, cwd: str) -> None:
+def _worker_init(devices: Any, threads: int, download: bool, cache_dir: Any, cwd: str,
+                 after: train.Probe | None = None) -> None:
     os.chdir(cwd)
     torch.set_num_threads(threads)
-    _WORKER.update(device=devices.get(), threads=threads, download=download, cache_dir=cache_dir, data={})
+    _WORKER.update(device=devices.get(), threads=threads, download=download, cache_dir=cache_dir, data={},
+                   after=after)
 
 
 def _worker_run(spec_dict: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +168,8 @@ def _worker_run(spec_dict: dict[str, Any]) -> dict[str, Any]:
         key = _data_key(spec)
         if key not in _WORKER["data"]:  # each data set once per worker
             _WORKER["data"][key] = _load(spec, download=_WORKER["download"], cache_dir=_WORKER["cache_dir"])
-        result = execute(spec, device=device, dataset=_WORKER["data"][key], threads=_WORKER["threads"])
+        result = execute(spec, device=device, dataset=_WORKER["data"][key], threads=_WORKER["threads"],
+                         after=_WORKER["after"])
     except Exception as err:
         result = _failed(spec, err, device, t0)
     return result.to_dict()
@@ -181,8 +187,9 @@ class ProcessExecutor:
     """
 
     def __init__(self, jobs: int, *, device: str = "cpu", threads: int = DEFAULT_THREADS, download: bool = False,
-                 cache_dir: Any = None) -> None:
+                 cache_dir: Any = None, after: train.Probe | None = None) -> None:
         self.jobs, self.device, self.threads, self.download, self.cache_dir = jobs, device, threads, download, cache_dir
+        self.after = after  # a module-level function: it travels to the workers by name
 
     def _devices(self, ctx: Any) -> Any:
         queue = ctx.Queue()
@@ -196,7 +203,7 @@ class ProcessExecutor:
         ctx = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_worker_init,
                                    initargs=(self._devices(ctx), self.threads, self.download, self.cache_dir,
-                                             os.getcwd()))
+                                             os.getcwd(), self.after))
         pending: dict[Future[Any], RunSpec] = {}
         clean = False
         try:

@@ -22,7 +22,8 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..lab import train
-from ..lab.executor import LocalExecutor
+from ..lab.executor import LocalExecutor, ProcessExecutor
+from ..lab.executor import execute as lab_execute
 from ..lab.plan import RunSpec
 from ..lab.store import DB_NAME, Store
 from . import claims as claims_mod
@@ -40,26 +41,21 @@ def _failed(spec: RunSpec, err: BaseException, device: str, t0: float) -> train.
 
 def execute(spec: RunSpec, *, device: str = "cpu") -> train.RunResult:
     """One verify run in a worker (a process pool, a cluster task): load, train, probe."""
-    t0 = time.perf_counter()
-    try:
-        ex = ProbingExecutor(device=device)
-        return train.run(spec, ex.dataset(spec), device=device, after=probes.measure)
-    except Exception as err:  # a failed run is a result too
-        return _failed(spec, err, device, t0)
+    return lab_execute(spec, device=device, after=probes.measure)
 
 
 class ProbingExecutor(LocalExecutor):
     """The lab's local executor, with :func:`actlab.verify.probes.measure` run after each run."""
 
-    def map(self, specs: Sequence[RunSpec]) -> Iterator[train.RunResult]:
-        for spec in specs:
-            t0 = time.perf_counter()
-            try:
-                result = train.run(spec, self.dataset(spec), device=self.device, progress=self.progress,
-                                   after=probes.measure)
-            except Exception as err:  # a run that fails is a result too; verify goes on
-                result = _failed(spec, err, self.device, t0)
-            yield result
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw, after=probes.measure)
+
+
+def _executor(jobs: int, device: str, threads: int | None) -> Any:
+    """``jobs`` worker processes (the lab's :class:`ProcessExecutor`, probing in each) or this process."""
+    if jobs > 1:
+        return ProcessExecutor(jobs, device=device, threads=threads or 1, after=probes.measure)
+    return ProbingExecutor(device=device)
 
 
 class ProbeTable:
@@ -108,7 +104,8 @@ class VerifyOutcome:
 
 
 def verify(out: str | Path, *, mode: str = "quick", only: Sequence[int] | None = None, extra_data: Sequence[str] = (),
-           device: str = "cpu", threads: int | None = 1, quiet: bool = False, include_cifar: bool = True,
+           device: str = "cpu", threads: int | None = 1, jobs: int = 1, quiet: bool = False,
+           include_cifar: bool = True,
            argv: Sequence[str] | None = None, settings: Settings | None = None) -> VerifyOutcome:
     """Run the chosen claims' experiments into ``out`` (resuming) and write the verdict report.
 
@@ -152,7 +149,7 @@ def verify(out: str | Path, *, mode: str = "quick", only: Sequence[int] | None =
             todo = [s for k, s in specs.items() if not (k in finished and (k in probed or k in diverged))]
             say(f"actlab verify ({mode}): claims {', '.join(map(str, chosen))}; {len(specs)} runs, "
                 f"{len(specs) - len(todo)} already in {out / DB_NAME}, running {len(todo)} on {device}")
-            executor = ProbingExecutor(device=device)
+            executor = _executor(jobs, device, threads)
             for i, result in enumerate(executor.map(todo), 1):
                 store.save(result)
                 if result.probes:
