@@ -34,6 +34,7 @@ from typing import Any, Sequence, Union
 
 from . import figures
 from .analysis import Analysis, Group, analyse
+from .plan import recipe
 from .store import Store
 
 __all__ = ["write", "build", "render_markdown", "render_html", "Doc", "Code", "Heading", "Para", "Table", "Figure",
@@ -362,6 +363,7 @@ def _setting(doc: Doc, g: Group, prefix: str) -> None:
         f"batch norm {'on' if s.get('batchnorm') else 'off'}, init {s.get('init', 'kaiming')})",
         f"optimisation: {s['optimizer']}, {lr} ({s['schedule']}), momentum {s['momentum']:g}, "
         f"weight decay {s['weight_decay']:g} (not on PReLU slopes), batch {s['batch_size']}, {s['epochs']} epochs",
+        f"training procedure: {recipe({**s, 'lr': list(g.lr.lrs) if g.lr.grid else g.lr.lrs[0]})}",
         f"variants: {', '.join(g.variants)}",
         f"seeds: {', '.join(map(str, g.seeds))} — a seed fixes the data order and the initial weights of every "
         f"layer the variants share, so runs with the same seed are paired",

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every CPU benchmark whose figures the README quotes, one after another, on a quiet machine.
+# The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
+# within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
+#
+#     bash benchmarks/run_all.sh [PYTHON]      # ~25 minutes on 2 cores
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-.venv/bin/python}
+R=benchmarks/results
+export PYTHONPATH=$PWD/src
+uptime
+for i in 1 2; do
+  $PY -m actlab.cli bench --sizes 1M,16M --repeats 24 --threads 2 --quiet --json $R/cpu-layers-$i.json
+  $PY -m actlab.cli bench --model he14 --threads 2 --quiet --json $R/cpu-step-he14-$i.json
+done
+$PY -m actlab.cli bench --under-load --sizes 1M,16M --repeats 24 --threads 2 --quiet --json $R/cpu-layers-under-load.json
+$PY benchmarks/bench_compiled.py --json $R/compiled-cpu.json
+$PY benchmarks/bench_jobs.py --json $R/jobs-cpu.json
+uptime
