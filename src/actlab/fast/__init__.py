@@ -26,7 +26,7 @@ Dispatch rules (:func:`lookup`):
   :func:`eager`).
 * CPU tensors go to :mod:`actlab.fast.cpu` (numba; absent numba, the plain path): float32 and
   float64; all seven, with outputs from :mod:`actlab.fast.pool`. Outside lean mode relu,
-  leaky_relu, sigmoid and tanh are torch's own ops (``actlab.fast.cpu.NATIVE``: one pass each way with
+  leaky_relu and sigmoid are torch's own ops (``actlab.fast.cpu.NATIVE``: one pass each way with
   the plain path's semantics, as fast as a fused kernel) up to the policy's ``native_max_bytes``
   of output, above which torch's fresh outputs page-fault and ours do not. At least the policy's
   ``min_numel`` elements, below which the call overhead outweighs the gain (:class:`Policy`).

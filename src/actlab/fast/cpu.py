@@ -576,18 +576,17 @@ def rrelu_bwd_kernel(y, bits, lean, g, gx, k0, k1, lo, span, smin, smax, divisor
 KIND = "cpu"
 #: Dtypes these kernels serve; float16/bfloat16 on CPU take the plain path.
 DTYPES = (torch.float32, torch.float64)
-#: Activations served (relu, leaky_relu, sigmoid and tanh through NATIVE below a size, see there).
+#: Activations served (relu, leaky_relu and sigmoid through NATIVE below a size, see there).
 NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
 #: Where torch's own op is as fast as ours, lookup returns it (lean mode aside) for outputs of at
 #: most the dispatch policy's ``native_max_bytes`` (``actlab.fast.Policy``). Each runs at copy
-#: bandwidth both ways (relu, leaky_relu) or computes σ or tanh in one vectorised pass (sigmoid,
-#: tanh: torch's SLEEF tanh beat our polynomial at 1M, 0.64-0.73x in two harnesses), keeps
+#: bandwidth both ways (relu, leaky_relu) or computes σ in one vectorised pass (sigmoid), keeps
 #: what ours would keep (y; x for leaky_relu, the same 4 bytes per element) and passes g through
 #: at NaN as the plain path; a kernel of ours moves the same bytes plus ~40 µs of Python per
 #: forward+backward — measured 0.84-1.35x torch at 1M elements on 2 cores, depending on whether
 #: torch's fresh outputs page-fault in that process (see actlab.fast.pool). Above the size, ours
 #: win from the pool.
-NATIVE = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+NATIVE = {"relu": torch.relu, "sigmoid": torch.sigmoid,
           "leaky_relu": lambda x, negative_slope: torch.nn.functional.leaky_relu(x, negative_slope)}
 _NONE8 = np.empty(0, np.uint8)
 
