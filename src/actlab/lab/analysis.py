@@ -36,6 +36,10 @@ data, model, optimiser, epochs); each group is one comparison with its own table
   per-epoch times vary by more than :data:`NOISY_CV` (coefficient of variation) is flagged.
 * **layers** — per layer, at the first and last epoch: dead and saturated fractions, gradient
   norms (see :mod:`actlab.lab.monitors` for the definitions).
+
+Why one module of ~760 lines: every section of the report is computed from the same grouping of
+runs (setting → variant → learning rate → seeds) and returns the typed results defined here;
+split, each part would import the others' types and re-derive the grouping.
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ Batch norm is off by default (``batchnorm=False``): normalising every pre-activa
 and unit variance hides much of what separates the activations (sigmoid's non-zero mean output,
 saturation, dead ReLUs, the drift that ELU counters). Turn it on to ask the other question —
 whether the differences survive batch norm.
+
+Why one module of ~700 lines: the built-in networks and the own-model loader share the contract
+the rest of the lab relies on — :func:`build` returns a model whose activation modules the
+monitors and :func:`actlab.swap` can find and replace, whatever its origin; the own-model part
+(the ``# own models`` section) is the candidate to move out if it grows.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ is rendered (user-supplied paths, labels and commands included): in Markdown, th
 that CommonMark would read as markup are backslash-escaped and code is fenced with more
 back-ticks than it contains; in HTML everything goes through :func:`html.escape`. Inline code
 (:class:`Code`) is `` `code` `` in Markdown and ``<code>`` in HTML.
+
+Why one module of ~650 lines: the typed blocks, their two renderings (Markdown, HTML) and one
+function per report section, which fill those blocks; the sections are short, the renderers must
+escape every block the sections can make, and the tests read both through :func:`write`.
 """
 
 from __future__ import annotations
