@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from . import fast, registry
 from .factory import layer
-from .machine import LoadMeter, busy_process
+from .machine import measuring
 from .version import __version__
 
 __all__ = ["Case", "CASES", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS"]
@@ -403,24 +403,18 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                           "cases": [c.label for c in cases]}
     report["settings"]["under_load"] = under_load
     rows = []
-    helper = busy_process(3600) if under_load else None
-    try:
-        with LoadMeter(expected_cores=1.0 if under_load else 0.0) as meter:
-            for dtype in dtypes:
-                for n in sizes:
-                    for case in cases:
-                        try:
-                            row = measure(case, n, dtype, device, repeats, warmup)
-                        except Exception as err:  # noqa: BLE001 - one failing case must not stop the rest
-                            row = {"case": case.label, "numel": n, "dtype": str(dtype).replace("torch.", ""),
-                                   "error": f"{type(err).__name__}: {err}"}
-                        rows.append(row)
-                        if progress:
-                            progress(row)
-    finally:
-        if helper is not None:
-            helper.kill()
-            helper.wait()
+    with measuring(under_load) as meter:
+        for dtype in dtypes:
+            for n in sizes:
+                for case in cases:
+                    try:
+                        row = measure(case, n, dtype, device, repeats, warmup)
+                    except Exception as err:  # noqa: BLE001 - one failing case must not stop the rest
+                        row = {"case": case.label, "numel": n, "dtype": str(dtype).replace("torch.", ""),
+                               "error": f"{type(err).__name__}: {err}"}
+                    rows.append(row)
+                    if progress:
+                        progress(row)
     report["load"] = meter.result()
     report["cpu_pool_after"] = fast.pool.stats()
     report["results"] = rows

@@ -11,13 +11,14 @@ Where ``/proc`` is missing (not Linux) the readings are ``None`` and nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["LoadMeter", "busy_process", "loadavg", "BUSY_CORES"]
+__all__ = ["LoadMeter", "busy_process", "measuring", "loadavg", "BUSY_CORES"]
 
 #: Other processes' average CPU use (in cores) above which a measurement is marked busy.
 BUSY_CORES = 0.25
@@ -111,3 +112,17 @@ def busy_process(seconds: float) -> subprocess.Popen:
     still terminate it when done). It spins on one core, as another tenant of the machine would."""
     return subprocess.Popen([sys.executable, "-c", _SPIN.format(seconds=float(seconds))],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def measuring(under_load: bool = False) -> Iterator[LoadMeter]:
+    """A :class:`LoadMeter` around the block; with ``under_load``, one :func:`busy_process` beside
+    it for the block's duration (its core is expected, so not counted as other processes')."""
+    helper = busy_process(3600) if under_load else None
+    try:
+        with LoadMeter(expected_cores=1.0 if under_load else 0.0) as meter:
+            yield meter
+    finally:
+        if helper is not None:
+            helper.kill()
+            helper.wait()

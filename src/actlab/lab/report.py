@@ -571,14 +571,14 @@ def _environment(doc: Doc, analysis: Analysis) -> None:
 # --- exports ----------------------------------------------------------------------------------
 
 
-def _clean(x: Any) -> Any:
+def json_clean(x: Any) -> Any:
     """NaN and ±inf → None, recursively (JSON has neither)."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): json_clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_clean(v) for v in x]
     return x
 
 
@@ -593,7 +593,7 @@ def _flat(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    rows = [_clean(r) for r in rows]
+    rows = [json_clean(r) for r in rows]
     names: list[str] = []
     for r in rows:
         names += [k for k in r if k not in names]
@@ -607,7 +607,7 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _exports(out: Path, data: dict[str, Any], store: Store) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "report.json", json.dumps(_clean(data), indent=1))
+    _atomic_write(out / "report.json", json.dumps(json_clean(data), indent=1))
     runs = {r["key"]: r for r in store.runs()}
     tag = lambda row: {"variant": runs[row["run_key"]]["variant"], "seed": runs[row["run_key"]]["seed"],  # noqa: E731
                        **row}

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import bench
-from ..machine import LoadMeter, busy_process
+from ..machine import measuring
 from . import models
 
 __all__ = ["StepCase", "StepSetting", "STEP_CASES", "run", "summary", "goals", "print_row"]
@@ -160,19 +160,13 @@ def run(acts: Sequence[str] | None = None, setting: StepSetting = StepSetting(),
     report["setting"] = {**setting.__dict__, "threads": torch.get_num_threads(), "repeats": repeats,
                          "warmup": warmup, "optimizer": "SGD momentum 0.9", "under_load": under_load}
     rows = []
-    helper = busy_process(3600) if under_load else None
     t0 = time.perf_counter()
-    try:
-        with LoadMeter(expected_cores=1.0 if under_load else 0.0) as meter:
-            for case in cases:
-                row = measure(case, setting, repeats, warmup)
-                rows.append(row)
-                if progress:
-                    progress(row)
-    finally:
-        if helper is not None:
-            helper.kill()
-            helper.wait()
+    with measuring(under_load) as meter:
+        for case in cases:
+            row = measure(case, setting, repeats, warmup)
+            rows.append(row)
+            if progress:
+                progress(row)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["load"] = meter.result()
     report["results"] = rows

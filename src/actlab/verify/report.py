@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..lab.report import json_clean as _clean
 from . import figures
 from .claims import CLAIMS
 from .experiments import Context, Outcome
@@ -112,14 +113,6 @@ def _atomic(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
-def _clean(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def write(out: Path, ctx: Context, outcomes: dict[int, Outcome], *, seconds: float, ran: int,
