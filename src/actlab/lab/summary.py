@@ -33,7 +33,7 @@ from scipy import stats as sps
 
 from . import figures
 from .analysis import ALPHA, analyse
-from .report import Code, Doc, _atomic_write, _clean, _csv, _fmt, render_html, render_markdown
+from .report import Code, Doc, _atomic_write, _csv, _fmt, json_clean, render_html, render_markdown
 from .store import Store
 
 __all__ = ["Problem", "CrossSummary", "combine", "summarize", "write", "critical_difference", "MIN_PROBLEMS"]
@@ -235,7 +235,7 @@ def write(directories: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
         _atomic_write(out / "figures" / f"{f.name}.png", f.png)
     import json
 
-    _atomic_write(out / "export" / "summary.json", json.dumps(_clean(asdict(s)), indent=1))
+    _atomic_write(out / "export" / "summary.json", json.dumps(json_clean(asdict(s)), indent=1))
     _csv(out / "export" / "ranks.csv", [{"data set": p.label, **{f"rank {v}": r[v] for v in s.variants},
                                          **{f"error {v}": p.errors[v] for v in s.variants}}
                                         for p, r in zip(s.problems, s.ranks)])

@@ -262,7 +262,7 @@ class Deep(Experiment):
                               if (r := _get(records, s)) is not None]) for a in ("sigmoid", "tanh")}
         exp["measured"] = ("after training, over the whole training set: each hidden layer's mean activation; and the "
                            "share of each next-layer weight row's gradient components with the majority sign "
-                           f"(minibatches of 64; 0.5 = random signs, 1 = all one sign), mean over layers")
+                           "(minibatches of 64; 0.5 = random signs, 1 = all one sign), mean over layers")
         return Outcome(verdict, exp, {"kind": "centring", "mean": layers, "agreement": zig})
 
 
