@@ -15,6 +15,7 @@ import pytest
 from actlab import cli
 from actlab.lab.compare import default_out
 from actlab.lab.store import DB_NAME
+from cli_errors import one_line_error as _one_line_error
 
 # --jobs 1: in this process (worker processes cost a torch import each; tests/lab/test_executor.py has them)
 TINY = ["--data", "digits", "--subset", "100", "--batch-size", "32", "--device", "cpu", "--jobs", "1"]
@@ -111,14 +112,6 @@ def test_an_lr_grid_resumes_a_single_rate_store_and_keeps_every_run(tmp_path, ca
     assert rates == [0.02, 0.02, 0.05, 0.05]
     assert cli.main([*args, "--lr", "0.05,0.02", "--quiet"]) == 0  # the same grid in another order: nothing to run
     assert len(_done_runs(out)) == 4
-
-
-def _one_line_error(capsys, argv):
-    rc = cli.main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1 and err[0].startswith("actlab: error: "), err
-    return err[0]
 
 
 @pytest.mark.parametrize("extra, match", [

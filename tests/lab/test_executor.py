@@ -16,6 +16,7 @@ import torch
 from actlab import cli
 from actlab.lab import executor
 from actlab.lab.store import DB_NAME
+from cli_errors import one_line_error as _one_line_error
 
 TINY = ["--data", "digits", "--subset", "120", "--batch-size", "32", "--device", "cpu", "--epochs", "1"]
 # every stored number of a run but its timings
@@ -63,14 +64,6 @@ def test_threads_option_is_the_runs_thread_count(tmp_path):
     assert cli.main(["compare", *TINY, "--acts", "relu", "--seeds", "1", "--jobs", "1", "--threads", "2",
                      "--out", "t2", "--quiet"]) == 0
     assert _threads(tmp_path / "t2") == {2}
-
-
-def _one_line_error(capsys, argv):
-    rc = cli.main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1 and err[0].startswith("actlab: error: "), err
-    return err[0]
 
 
 @pytest.mark.parametrize("extra, match", [

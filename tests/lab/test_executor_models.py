@@ -19,6 +19,7 @@ from actlab import cli
 from actlab.lab import models, plan, train
 from actlab.lab.store import DB_NAME
 from actlab.layers import Activation
+from cli_errors import one_line_error as _one_line_error
 
 TINY = ["--data", "digits", "--subset", "100", "--batch-size", "32", "--device", "cpu", "--epochs", "1",
         "--seeds", "1", "--jobs", "1"]
@@ -176,14 +177,6 @@ def test_a_missing_package_names_the_extra(monkeypatch, package):
     monkeypatch.setitem(sys.modules, package, None)  # import fails as if not installed
     with pytest.raises(ValueError, match=rf"needs the {package} package.*pip install 'actlab\[{package}\]'"):
         models.load_factory(f"{package}:resnet18")
-
-
-def _one_line_error(capsys, argv):
-    rc = cli.main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, err
-    assert len(err) == 1 and err[0].startswith("actlab: error: "), err
-    return err[0]
 
 
 @pytest.mark.parametrize("model, acts, match", [
