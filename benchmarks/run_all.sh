@@ -12,7 +12,7 @@ export PYTHONPATH=$PWD/src
 uptime
 for i in 1 2; do
   $PY -m actlab.cli bench --sizes 1M,16M --repeats 24 --threads 2 --quiet --json $R/cpu-layers-$i.json
-  $PY -m actlab.cli bench --model he14 --threads 2 --quiet --json $R/cpu-step-he14-$i.json
+  $PY -m actlab.cli bench --model he14 --threads 2 --repeats 60 --quiet --json $R/cpu-step-he14-$i.json
 done
 $PY -m actlab.cli bench --under-load --sizes 1M,16M --repeats 24 --threads 2 --quiet --json $R/cpu-layers-under-load.json
 $PY benchmarks/bench_compiled.py --json $R/compiled-cpu.json

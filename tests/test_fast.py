@@ -10,6 +10,8 @@ No timing is asserted.
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -387,13 +389,13 @@ def test_importing_the_cpu_backend_starts_no_threads_and_keeps_torchs_count():
     import sys
 
     code = ("import os, torch; torch.set_num_threads(1); torch.get_num_threads();"
-            "before = len(os.listdir('/proc/self/task'));"
+            "before = len(os.listdir('/proc/self/task')); env = dict(os.environ);"
             "import actlab.fast.cpu;"
             "print(len(os.listdir('/proc/self/task')) - before, torch.get_num_threads(),"
-            "      'GOMP_SPINCOUNT' in os.environ)")
+            "      dict(os.environ) == env)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["0", "1", "False"]
+    assert out.stdout.split() == ["0", "1", "True"]
 
 
 def test_dispatch_policy_is_scoped_to_the_with_block():
@@ -438,3 +440,35 @@ def test_warm_loads_every_cpu_kernel_and_leaves_the_policy_alone():
     compiled = [f for k, f in vars(cpu).items() if hasattr(f, "signatures") and hasattr(f, "py_func")
                 and not k.startswith("_")]
     assert compiled and all(f.signatures for f in compiled), [f.py_func.__name__ for f in compiled if not f.signatures]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_DEBUG is glibc's dynamic loader's")
+def test_the_kernels_run_on_torchs_openmp_runtime_not_a_second_one(tmp_path):
+    """One thread pool in the process: numba's OpenMP layer binds its parallel regions to the
+    libgomp torch already loaded, so the kernels run on torch's threads and no second pool spins
+    against them (what glibc's loader reports it bound, in a fresh interpreter)."""
+    import subprocess
+
+    code = (
+        "import torch, numba, actlab, actlab.fast as fast\n"
+        "torch.set_num_threads(2)\n"
+        "torch.randn(1 << 20).exp().sum()  # torch's parallel region first, as in a training step\n"
+        "with fast.dispatch(min_numel=0, native_max_bytes=-1):\n"
+        "    actlab.layer('elu')(torch.randn(1 << 16, requires_grad=True)).sum().backward()\n"
+        "print(numba.threading_layer())\n")
+    env = {**os.environ, "LD_DEBUG": "bindings", "LD_DEBUG_OUTPUT": str(tmp_path / "ld")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if out.stdout.split()[-1] != "omp":
+        pytest.skip(f"numba's threading layer here is {out.stdout.split()[-1]}, not OpenMP")
+    targets: dict[str, set[str]] = {"omppool": set(), "libtorch_cpu": set()}
+    for f in tmp_path.glob("ld.*"):
+        for line in f.read_text(errors="replace").splitlines():
+            if "`GOMP_parallel'" not in line or "binding file" not in line:
+                continue
+            src, dst = line.split("binding file ", 1)[1].split(" to ", 1)
+            for k in targets:
+                if k in src.rsplit("/", 1)[-1]:
+                    targets[k].add(dst.split(" [", 1)[0])
+    assert targets["libtorch_cpu"], "torch's parallel regions were not seen binding GOMP_parallel"
+    assert targets["omppool"] == targets["libtorch_cpu"], targets

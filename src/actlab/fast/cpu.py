@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 from typing import Any, Callable
 
@@ -48,19 +47,16 @@ CHUNK = 1 << 14
 _JIT = dict(parallel=True, cache=True, nogil=True)
 
 # Threading: numba's default layer (OpenMP here) launches a kernel in ~2 µs; the workqueue layer's
-# sleeping threads cost 30-50 µs a launch (a third of a 1M-element kernel). Numba links the
-# system's libgomp, a second OpenMP runtime beside torch's, whose idle threads spin after each
-# parallel region for GOMP_SPINCOUNT rounds (300,000 by default: milliseconds) — on a machine
-# with few cores, a spinning numba worker competes with torch's threads for them. So numba's
-# runtime is started here with a short spin (torch's, started earlier, keeps its own setting);
-# explicit GOMP_SPINCOUNT or OMP_WAIT_POLICY settings, and a layer already started, are left
-# alone. Starting it also resets the calling thread's OpenMP thread count — measured:
-# torch.set_num_threads(1) silently became 2 — so torch's count is put back. It starts at the
-# first kernel call, not at import: importing this module changes no process-wide state. Calls
-# are serialised by _LOCK: a kernel never runs beside another one of ours, whatever the layer.
-SPINCOUNT = "2000"
-
-
+# sleeping threads cost 30-50 µs a launch (a third of a 1M-element kernel). One thread pool serves
+# torch's ops and ours: numba's OpenMP layer (omppool) lists the system's libgomp as a dependency,
+# but the dynamic loader binds its parallel regions (GOMP_parallel, omp_*) to the libgomp that
+# torch loaded first, since this module imports torch before numba's layer can start — so the
+# kernels run on torch's OpenMP threads, with torch's spin and wait settings, and no second pool
+# spins beside them (tests/test_fast.py reads the loader's bindings to check it). Starting numba's
+# layer calls omp_set_num_threads on that shared runtime — measured: torch.set_num_threads(1)
+# silently became 2 — so torch's count is put back. It starts at the first kernel call, not at
+# import: importing this module changes no process-wide state. Calls are serialised by _LOCK: a
+# kernel never runs beside another one of ours, whatever the layer.
 _started = False
 
 
@@ -68,20 +64,13 @@ def _start_threads() -> None:
     global _started
     _started = True
     torch_threads = torch.get_num_threads()
-    spin = "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
-    if spin:
-        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
     try:
         from numba.np.ufunc import parallel
 
-        parallel._launch_threads()  # its runtime reads the environment once, when it loads
+        parallel._launch_threads()
     except Exception:  # noqa: BLE001 - a private numba API; without it the layer starts lazily
         pass
     finally:
-        if spin:
-            del os.environ["GOMP_SPINCOUNT"]
-        # starting numba's pool resets the calling thread's OpenMP thread count to numba's
-        # (measured: torch.set_num_threads(1) silently became 2); put torch's back
         torch.set_num_threads(torch_threads)
 
 
