@@ -472,3 +472,27 @@ def test_the_kernels_run_on_torchs_openmp_runtime_not_a_second_one(tmp_path):
                     targets[k].add(dst.split(" [", 1)[0])
     assert targets["libtorch_cpu"], "torch's parallel regions were not seen binding GOMP_parallel"
     assert targets["omppool"] == targets["libtorch_cpu"], targets
+
+
+@pytest.mark.parametrize("shape", [(5, 16, 33, 33), (3, 7, 128, 128), (2, 3, 129, 131), (200, 64, 3, 3)],
+                         ids=["33x33-planes", "plane-of-one-chunk", "plane-split-in-blocks", "3x3-planes"])
+def test_prelu_planes_kernels_at_every_plane_size_equal_the_plain_path(shape, fast_path_forced):
+    """The planes kernels (channels-first PReLU) at plane sizes below, at and above their task
+    size (CHUNK elements: a large plane is cut into blocks, each with its own partial sum):
+    every plane keeps its own slope and slope-gradient sum, exactly as the plain path."""
+    c = shape[1]
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    g = torch.randn(shape, generator=gen, dtype=torch.float64)
+    w = torch.linspace(-0.4, 0.6, c, dtype=torch.float64)
+    outs = []
+    for impl in ("fast", "plain"):
+        m = actlab.layer("prelu", num_parameters=c, impl=impl).double()
+        with torch.no_grad():
+            m.weight.copy_(w)
+        xi = x.clone().requires_grad_(True)
+        y = m(xi)
+        outs.append((y.detach(), *torch.autograd.grad(y, (xi, m.weight), g)))
+    assert fast.lookup("prelu", x) is not None
+    for got, want in zip(outs[0], outs[1]):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
