@@ -134,3 +134,40 @@ def test_under_load_starts_a_neighbour_and_records_it(tmp_path):
 def test_bad_arguments_are_one_line_with_exit_2(args, message):
     r = _cli(*args, "--quiet")
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _layer_report(ratios: dict[tuple[str, int], tuple[float, float]], busy: bool = False) -> dict:
+    return {"load": {"busy": busy}, "results": [
+        {"case": c, "dtype": "float32", "numel": n, "ratio_fwd": fwd, "ratio_fb": fb} for (c, n), (fwd, fb) in ratios.items()]}
+
+
+def test_agreement_pairs_rows_by_case_and_size_and_measures_the_spread():
+    a = _layer_report({("elu", 2**20): (2.0, 3.0), ("elu", 2**24): (5.0, 6.0), ("tanh", 2**20): (1.0, 1.0)})
+    b = _layer_report({("elu", 2**20): (2.2, 3.0), ("elu", 2**24): (5.0, 4.0)})
+    rows = bench.agreement(a, b, tolerance=0.2)
+    got = {(r["case"], r["numel"], r["metric"]): (r["spread"], r["agree"]) for r in rows}
+    assert got == {("elu", 2**20, "ratio_fwd"): (0.1, True), ("elu", 2**20, "ratio_fb"): (0.0, True),
+                   ("elu", 2**24, "ratio_fwd"): (0.0, True), ("elu", 2**24, "ratio_fb"): (0.5, False)}
+    text = bench.agreement_summary(rows, 0.2, [False, True])
+    assert "DISAGREE" in text.splitlines()[4] and text.endswith("3 of 4 ratios agree within 20%; a run was marked busy")
+
+
+def test_agreement_compares_step_reports_on_ratio_and_ceiling_and_refuses_mixed_kinds():
+    step = {"kind": "whole training step", "results": [{"case": "elu", "ratio": 1.0, "ceiling": 1.1}]}
+    rows = bench.agreement(step, {**step, "results": [{"case": "elu", "ratio": 1.3, "ceiling": 1.1}]})
+    assert [(r["metric"], r["agree"]) for r in rows] == [("ratio", False), ("ceiling", True)]
+    with pytest.raises(ValueError, match="one report is 'whole training step' and the other 'layers'"):
+        bench.agreement(step, _layer_report({}))
+
+
+def test_the_command_compares_two_runs_and_exits_1_when_they_disagree(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_layer_report({("elu", 2**20): (2.0, 3.0)})))
+    b.write_text(json.dumps(_layer_report({("elu", 2**20): (2.0, 3.3)})))
+    ok = _cli("--agree", str(a), str(b))
+    assert ok.returncode == 0 and "2 of 2 ratios agree within 20%" in ok.stdout
+    strict = _cli("--agree", str(a), str(b), "--tolerance", "0.05")
+    assert strict.returncode == 1 and "1 of 2 ratios agree within 5%" in strict.stdout
+    missing = _cli("--agree", str(a), str(tmp_path / "none.json"))
+    assert missing.returncode == 2 and missing.stderr.startswith("actlab: error: --agree: cannot read")
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -53,7 +53,8 @@ from .factory import layer
 from .machine import measuring
 from .version import __version__
 
-__all__ = ["Case", "CASES", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS"]
+__all__ = ["Case", "CASES", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS",
+           "agreement", "agreement_summary"]
 
 CHANNELS = 64  # channels of the benchmark input (N, 64, 32, 32); PReLU channel-wise has 64 slopes
 
@@ -502,6 +503,51 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(f"goals: {len(met)} met, {len(missed)} missed"
                  + "".join(f"\n  missed: {g['case']} {g['dtype']} {_fmt_n(g['numel'])} {g['metric']} = "
                            f"{g['value']} < {g['threshold']}" for g in missed))
+    return "\n".join(lines)
+
+
+#: The ratios two runs of a benchmark are compared on: layer reports, then whole-step reports.
+_AGREE_KEYS = {"layers": ("ratio_fwd", "ratio_fb"), "whole training step": ("ratio", "ceiling")}
+
+
+def _rows_by_key(report: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    step = report.get("kind") == "whole training step"
+    return {(r["case"],) if step else (r["case"], r.get("dtype"), r.get("numel")): r for r in report["results"]
+            if "error" not in r and "skipped" not in r}
+
+
+def agreement(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.2) -> list[dict[str, Any]]:
+    """Each ratio of report ``a`` beside the same ratio of report ``b`` (same kind of benchmark,
+    rows matched by case, dtype and size): ``spread`` = larger / smaller − 1, ``agree`` when it is
+    at most ``tolerance``. Rows present in only one report are left out."""
+    kinds = [r.get("kind", "layers") for r in (a, b)]
+    if kinds[0] != kinds[1]:
+        raise ValueError(f"--agree: one report is {kinds[0]!r} and the other {kinds[1]!r}; valid: two reports "
+                         f"of the same benchmark")
+    rows_a, rows_b = _rows_by_key(a), _rows_by_key(b)
+    out = []
+    for key, ra in rows_a.items():
+        rb = rows_b.get(key)
+        if rb is None:
+            continue
+        for metric in _AGREE_KEYS[kinds[0]]:
+            va, vb = ra[metric], rb[metric]
+            spread = max(va, vb) / min(va, vb) - 1
+            out.append({"case": ra["case"], "numel": ra.get("numel"), "metric": metric, "a": va, "b": vb,
+                        "spread": round(spread, 4), "agree": spread <= tolerance})
+    return out
+
+
+def agreement_summary(rows: Sequence[dict[str, Any]], tolerance: float, busy: Sequence[bool] = ()) -> str:
+    """The comparison as a table, and a last line counting the ratios that agree."""
+    lines = [f"{'case':16s} {'size':>5s} {'metric':10s} {'run A':>8s} {'run B':>8s} {'spread':>7s}"]
+    for r in rows:
+        size = _fmt_n(r["numel"]) if r["numel"] else "step"
+        lines.append(f"{r['case']:16s} {size:>5s} {r['metric']:10s} {r['a']:8.3f} {r['b']:8.3f} "
+                     f"{r['spread']:6.1%}{'' if r['agree'] else '  DISAGREE'}")
+    ok = sum(r["agree"] for r in rows)
+    lines.append(f"{ok} of {len(rows)} ratios agree within {tolerance:.0%}"
+                 + ("; a run was marked busy" if any(busy) else ""))
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ bad values, missing files) print one line, ``actlab: error: ...``, and exit with
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any, Callable, Sequence
 
@@ -365,6 +366,20 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _run_bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    if args.agree:
+        if not args.tolerance >= 0:
+            raise ValueError(f"--tolerance {args.tolerance}: must be a fraction >= 0, e.g. 0.2 for 20%")
+        reports = []
+        for path in args.agree:
+            try:
+                with open(path) as f:
+                    reports.append(json.load(f))
+            except (OSError, ValueError) as err:
+                raise ValueError(f"--agree: cannot read {path}: {err}; valid: two JSON files written by "
+                                 f"actlab bench --json") from None
+        rows = bench.agreement(*reports, tolerance=args.tolerance)
+        print(bench.agreement_summary(rows, args.tolerance, [r.get("load", {}).get("busy", False) for r in reports]))
+        return 0 if all(r["agree"] for r in rows) else 1
     acts = [a for a in args.acts.split(",") if a.strip()] if args.acts else None
     if args.model:
         from .lab import stepbench
@@ -420,6 +435,11 @@ def _add_bench(sub: Any) -> None:
                    help="run one CPU-bound process beside the benchmark for its duration, as another tenant "
                         "would (the goal: actlab never more than 1.1x torch.nn's time)")
     p.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
+    p.add_argument("--agree", nargs=2, metavar=("A.json", "B.json"),
+                   help="measure nothing: compare every ratio of two earlier runs' JSON (each ratio's spread, "
+                        "larger / smaller - 1); exit status 1 if any spread exceeds --tolerance")
+    p.add_argument("--tolerance", type=float, default=0.2, metavar="F",
+                   help="--agree's largest spread that counts as agreeing (default: 0.2, i.e. 20%%)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run_bench)
 
