@@ -380,6 +380,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         rows = bench.agreement(*reports, tolerance=args.tolerance)
         print(bench.agreement_summary(rows, args.tolerance, [r.get("load", {}).get("busy", False) for r in reports]))
         return 0 if all(r["agree"] for r in rows) else 1
+    if args.repeats < 1 or args.warmup < 0:
+        bad = f"--repeats {args.repeats}" if args.repeats < 1 else f"--warmup {args.warmup}"
+        raise ValueError(f"{bad}: valid: --repeats >= 1 (timed repeats, or paired rounds with --model) and "
+                         f"--warmup >= 0")
     acts = [a for a in args.acts.split(",") if a.strip()] if args.acts else None
     if args.model:
         from .lab import stepbench
