@@ -133,7 +133,9 @@ def test_under_load_starts_a_neighbour_and_records_it(tmp_path):
                                           (["--acts", "softsign"], "softsign"),
                                           (["--repeats", "0"], "--repeats 0: valid: --repeats >= 1"),
                                           (["--model", "cnn", "--repeats", "0"], "--repeats 0: valid"),
-                                          (["--warmup", "-1"], "--warmup -1: valid")])
+                                          (["--warmup", "-1"], "--warmup -1: valid"),
+                                          (["--threads", "0"], "--threads 0: valid: an integer >= 1"),
+                                          (["--model", "cnn", "--batch", "0"], "--batch 0: valid")])
 def test_bad_arguments_are_one_line_with_exit_2(args, message):
     r = _cli(*args, "--quiet")
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -384,6 +384,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         bad = f"--repeats {args.repeats}" if args.repeats < 1 else f"--warmup {args.warmup}"
         raise ValueError(f"{bad}: valid: --repeats >= 1 (timed repeats, or paired rounds with --model) and "
                          f"--warmup >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads {args.threads}: valid: an integer >= 1 (or leave it out for torch's setting)")
+    if args.batch < 1:
+        raise ValueError(f"--batch {args.batch}: valid: an integer >= 1")
     acts = [a for a in args.acts.split(",") if a.strip()] if args.acts else None
     if args.model:
         from .lab import stepbench
