@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from . import fast
-from .fast.ops import prelu_slopes
+from .fast.ops import check_prelu_channels, prelu_slopes
 from .fast.philox import torch_slopes
 
 __all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu", "rrelu_step_seed"]
@@ -121,11 +121,11 @@ def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto
     See :class:`actlab.layers.PReLU`.
     """
     channel_axis = _checked("prelu", channel_axis=channel_axis)["channel_axis"]
-    a = prelu_slopes(x, weight, channel_axis)  # validates the channel count on every path
+    check_prelu_channels(x, weight.numel(), channel_axis)  # on every path, in plain integers
     k = _pick("prelu", x, impl, lean)
     if k:
         return k(x, weight, channel_axis)
-    return _scale_negative(x, a.to(x.dtype))
+    return _scale_negative(x, prelu_slopes(x, weight, channel_axis).to(x.dtype))
 
 
 #: Step seeds of training forwards with a private generator, by the forward's key (see

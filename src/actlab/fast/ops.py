@@ -43,7 +43,8 @@ from torch.autograd import Function
 from . import pool
 from .backend import Backend, RReLUParams
 
-__all__ = ["eager", "memory_order", "run", "Rectifier", "rrelu_params", "prelu_slopes", "PReLU", "ELU", "FromOutput"]
+__all__ = ["eager", "memory_order", "run", "Rectifier", "rrelu_params", "check_prelu_channels", "prelu_slopes",
+           "PReLU", "ELU", "FromOutput"]
 
 
 # --- when the kernels may run at all ---------------------------------------------------------------------
@@ -192,17 +193,26 @@ def rrelu_params(lower: float, upper: float, form: str, seed: int) -> RReLUParam
     return int(seed), float(lower), float(upper), form == "divisor"
 
 
+def check_prelu_channels(x: Tensor, c: int, channel_axis: int = 1) -> None:
+    """Raise if ``c`` slopes cannot apply to ``x`` along ``channel_axis`` (plain integers, no tensor
+    op: every PReLU call checks, the fast path included)."""
+    if c == 1:
+        return
+    if x.dim() < 2:
+        raise ValueError(f"prelu: {c} channels need an input with a channel axis; got shape {tuple(x.shape)}")
+    n = x.shape[channel_axis % x.dim()]
+    if n != c:
+        raise ValueError(f"prelu: input has {n} channels on axis {channel_axis} but num_parameters={c}; "
+                         f"valid: 1 or {n}")
+
+
 def prelu_slopes(x: Tensor, weight: Tensor, channel_axis: int = 1) -> Tensor:
     """``weight`` shaped to broadcast against ``x`` along ``channel_axis``; checks the count."""
     c = weight.numel()
+    check_prelu_channels(x, c, channel_axis)
     if c == 1:
         return weight.reshape(())
-    if x.dim() < 2:
-        raise ValueError(f"prelu: {c} channels need an input with a channel axis; got shape {tuple(x.shape)}")
     axis = channel_axis % x.dim()
-    if x.shape[axis] != c:
-        raise ValueError(f"prelu: input has {x.shape[axis]} channels on axis {channel_axis} but "
-                         f"num_parameters={c}; valid: 1 or {x.shape[axis]}")
     shape = [1] * x.dim()
     shape[axis] = c
     return weight.reshape(shape)

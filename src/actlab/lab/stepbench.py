@@ -118,20 +118,6 @@ def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, trai
     return step
 
 
-def _saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-        return t.detach()
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = F.cross_entropy(model(x), y)
-    del loss
-    return sum(storages.values())
-
-
 def paired_steps(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
     """ms of each step in each round: every round runs each function once, back to back, in an
     order that rotates (and reverses every len(fns) rounds), so that none always follows the same one."""
@@ -173,10 +159,10 @@ def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int) -> d
     t = paired_steps(fns, rounds, warmup)
     ratio, ratio_ci = paired_ratio(t["native"], t["actlab"])
     ceiling, ceiling_ci = paired_ratio(t["native"], t["identity"])
-    kept = {k: _saved_bytes(nets[k], x, y) for k in ("native", "actlab")}
+    kept = {k: bench.saved_bytes(nets[k], x) for k in ("native", "actlab")}
     if case.lean_ok:
         lean = _build(setting, case.ours(lean=True)).train(case.train)
-        kept["actlab_lean"] = _saved_bytes(lean, x, y)
+        kept["actlab_lean"] = bench.saved_bytes(lean, x)
     return {
         "case": case.label, "step_ms": {k: round(statistics.median(v), 3) for k, v in t.items()},
         "ratio": round(ratio, 4), "ratio_ci95": [round(v, 4) for v in ratio_ci],
