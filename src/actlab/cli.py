@@ -397,7 +397,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         setting = stepbench.StepSetting(model=args.model, width=args.width, batch=args.batch)
         report = stepbench.run(acts, setting, args.threads if args.threads is not None else 2, args.repeats,
                                args.warmup, under_load=args.under_load,
-                               progress=None if args.quiet else stepbench.print_row)
+                               progress=None if args.quiet else stepbench.print_row, builds=args.builds)
         print(stepbench.summary(report))
     else:
         report = bench.run(acts, bench.parse_sizes(args.sizes), bench.parse_dtypes(args.dtypes), args.device,
@@ -439,6 +439,9 @@ def _add_bench(sub: Any) -> None:
                         "layers vs torch.nn's vs no activation (the ceiling), and the bytes kept for backward")
     p.add_argument("--width", type=float, default=0.5, metavar="W", help="--model's width multiplier (default: 0.5)")
     p.add_argument("--batch", type=int, default=64, metavar="N", help="--model's batch size (default: 64)")
+    p.add_argument("--builds", type=int, default=4, metavar="N",
+                   help="--model: builds of each model, taking turns round by round; identical builds step "
+                        "2-4%% apart, so the interval resamples builds (default: 4)")
     p.add_argument("--under-load", action="store_true",
                    help="run one CPU-bound process beside the benchmark for its duration, as another tenant "
                         "would (the goal: actlab never more than 1.1x torch.nn's time)")

@@ -25,21 +25,22 @@ def test_builds_are_paired_and_differ_only_in_the_activation():
     assert acts and all(isinstance(m, torch.nn.PReLU) and m.num_parameters > 1 for m in acts)
 
 
-def test_a_row_has_three_step_times_ratios_of_them_and_bytes_kept(fast_path_forced):
-    rep = stepbench.run(["relu", "elu"], TINY, threads=1, repeats=2, warmup=0)
+def test_a_row_has_four_step_times_ratios_of_them_and_bytes_kept(fast_path_forced):
+    rep = stepbench.run(["relu", "elu"], TINY, threads=1, repeats=4, warmup=0, builds=2)
     assert [r["case"] for r in rep["results"]] == ["relu", "elu"]
     for r in rep["results"]:
-        assert set(r["step_ms"]) == set(r["steps_ms"]) == {"native", "actlab", "identity"}
-        lo, hi = r["ratio_ci95"]
-        assert lo <= r["ratio"] <= hi
-        assert r["ratio"] > 0 and r["ceiling"] > 0
+        assert set(r["step_ms"]) == set(r["steps_ms"]) == {"native", "actlab", "identity", "copy"}
+        assert all(len(v) == 4 for v in r["steps_ms"].values())
+        for key in ("ratio", "ceiling", "floor"):
+            lo, hi = r[f"{key}_ci95"]
+            assert 0 < lo <= r[key] <= hi
         assert r["saved_bytes"]["actlab"] <= r["saved_bytes"]["native"]
     # torch.nn's ELU keeps its input x; actlab's keeps its output y, which the next layer keeps
     # anyway (a conv saves its input), so in a whole network actlab's ELU costs no bytes of its own
     elu = rep["results"][1]["saved_bytes"]
     assert elu["actlab"] < elu["native"]
     assert "actlab_lean" in rep["results"][0]["saved_bytes"]
-    assert rep["setting"]["model"] == "cnn" and rep["setting"]["threads"] == 1
+    assert rep["setting"]["model"] == "cnn" and rep["setting"]["threads"] == 1 and rep["setting"]["builds"] == 2
     assert "others_cores" in rep["load"]
     assert {g["case"] for g in rep["goals"]} == {"relu", "elu"}
     assert "goals:" in stepbench.summary(rep)
@@ -68,13 +69,39 @@ def test_cli_writes_the_step_json(tmp_path, capsys):
 
 def test_paired_rounds_run_each_step_once_per_round_in_rotating_order():
     calls: list[str] = []
-    fns = {k: (lambda k=k: calls.append(k)) for k in ("native", "actlab", "identity")}
+    fns = {k: [lambda k=k: calls.append(k)] for k in ("native", "actlab", "identity")}
     times = stepbench.paired_steps(fns, rounds=6, warmup=1)
     assert {k: len(v) for k, v in times.items()} == {"native": 6, "actlab": 6, "identity": 6}
     timed = [calls[3 + 3 * r: 6 + 3 * r] for r in range(6)]
     assert all(sorted(r) == sorted(fns) for r in timed)
     for k in fns:  # each step takes each place in the round equally often: none always follows another
         assert sorted(r.index(k) for r in timed) == [0, 0, 1, 1, 2, 2]
+
+
+def test_round_r_runs_build_r_mod_builds_of_every_variant_after_warming_each_build():
+    calls: list[tuple[str, int]] = []
+    fns = {k: [lambda k=k, b=b: calls.append((k, b)) for b in range(3)] for k in ("native", "actlab")}
+    stepbench.paired_steps(fns, rounds=6, warmup=1)
+    assert sorted(calls[:6]) == sorted((k, b) for k in fns for b in range(3))  # every build warmed
+    timed = calls[6:]
+    assert [sorted(timed[2 * r: 2 * r + 2]) for r in range(6)] == [[("actlab", r % 3), ("native", r % 3)]
+                                                                   for r in range(6)]
+
+
+def test_identical_builds_are_separate_models_with_equal_weights():
+    case = next(c for c in stepbench.STEP_CASES if c.label == "relu")
+    a, b = stepbench._build(TINY, case.ours()), stepbench._build(TINY, case.ours())
+    for (k, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q) and p.data_ptr() != q.data_ptr(), k
+
+
+def test_the_floor_layer_copies_forward_and_backward_into_fresh_outputs():
+    x = torch.randn(4, 64, 32, 32, dtype=torch.float64, requires_grad=True)  # 2 MiB: pooled outputs
+    y = stepbench.CopyLayer()(x)
+    assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()
+    g = torch.randn_like(x)
+    (gx,) = torch.autograd.grad(y, x, g)
+    assert torch.equal(gx, g) and gx.data_ptr() != g.data_ptr()
 
 
 def test_paired_ratio_is_the_median_within_rounds_with_a_reproducible_interval():
@@ -88,18 +115,44 @@ def test_paired_ratio_is_the_median_within_rounds_with_a_reproducible_interval()
     assert stepbench.paired_ratio(num, [1.0] * 40) == (est, (lo, hi))
     with pytest.raises(ValueError, match="no rounds"):
         stepbench.paired_ratio([], [])
+    with pytest.raises(ValueError, match="builds=5 for 4 rounds"):
+        stepbench.paired_ratio([1.0] * 4, [1.0] * 4, builds=5)
 
 
-def test_a_goal_above_the_ceiling_is_marked_out_of_reach():
+def test_a_build_that_steps_steadily_slower_widens_the_interval():
+    # rounds cycle over four builds; build 3's step is steadily 8 % slower (identical builds were
+    # measured 2-4 % apart): resampling builds must show that, resampling rounds hides it
+    rng = torch.Generator().manual_seed(2)
+    noise = (1 + 0.01 * torch.randn(40, generator=rng)).tolist()
+    num = [v * (1.08 if r % 4 == 3 else 1.0) for r, v in enumerate(noise)]
+    est1, (lo1, hi1) = stepbench.paired_ratio(num, [1.0] * 40, builds=1)
+    est4, (lo4, hi4) = stepbench.paired_ratio(num, [1.0] * 40, builds=4)
+    assert est1 == est4 and hi1 < 1.02  # the same estimate; rounds alone: a narrow interval
+    assert hi4 > 1.06 and hi4 - lo4 > 3 * (hi1 - lo1)
+
+
+def test_a_goal_above_the_ceiling_or_the_floor_is_marked_out_of_reach():
     row = {"case": "prelu-channel", "ratio": 1.05, "ratio_ci95": [1.03, 1.07], "ceiling": 1.12,
-           "ceiling_ci95": [1.10, 1.15], "step_ms": {"actlab": 1.0, "native": 1.0}, "saved_bytes": {"native": 0, "actlab": 0}}
+           "ceiling_ci95": [1.10, 1.15], "floor": 1.08, "floor_ci95": [1.06, 1.10],
+           "step_ms": {"actlab": 1.0, "native": 1.0}, "saved_bytes": {"native": 0, "actlab": 0}}
     near = {**row, "case": "relu", "ratio": 0.99, "ratio_ci95": [0.97, 1.01]}
-    g = {x["case"]: x for x in stepbench.goals([row, near])}
+    # ELU: the step without an activation could reach 1.05, one with a layer that only copies cannot
+    copy_bound = {**row, "case": "elu", "ratio": 1.0, "ratio_ci95": [0.98, 1.02], "ceiling": 1.07,
+                  "ceiling_ci95": [1.05, 1.09], "floor": 1.01, "floor_ci95": [0.99, 1.03]}
+    g = {x["case"]: x for x in stepbench.goals([row, near, copy_bound])}
     assert g["prelu-channel"]["met"] is False and g["prelu-channel"]["reachable"] is False
     assert g["prelu-channel"]["sure"] is True
     assert g["relu"]["met"] is True and g["relu"]["sure"] is False and g["relu"]["reachable"] is True
-    rep = {"setting": {"model": "he14", "width": 0.5, "batch": 64, "side": 32, "threads": 2, "rounds": 5},
-           "results": [row, near], "goals": list(g.values()), "load": {}}
+    assert g["elu"]["reachable"] is True and g["elu"]["reachable_out_of_place"] is False
+    rep = {"setting": {"model": "he14", "width": 0.5, "batch": 64, "side": 32, "threads": 2, "rounds": 5, "builds": 4},
+           "results": [row, near, copy_bound], "goals": list(g.values()), "load": {}}
     text = stepbench.summary(rep)
-    assert "missed: prelu-channel 1.05 < 1.25 (out of reach" in text
+    assert "5 paired rounds, 4 builds each" in text
+    assert "missed: prelu-channel 1.05 < 1.25 (out of reach: the step without any activation" in text
+    assert "missed: elu 1.0 < 1.05 (out of reach for a drop-in layer" in text
     assert "met, within noise: relu 0.99 >= 0.98" in text
+
+
+def test_builds_below_one_is_a_one_line_error(capsys):
+    assert main(["bench", "--model", "cnn", "--builds", "0"]) == 2
+    assert capsys.readouterr().err.startswith("actlab: error: --builds 0: valid: an integer >= 1")

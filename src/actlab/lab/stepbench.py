@@ -3,23 +3,33 @@
 Layer benchmarks (:mod:`actlab.bench`) time one activation on one tensor; a user meets the layers
 inside a network, where convolutions dominate and the activation's share is what is left to win.
 This module times one SGD step — forward, loss, backward, update — of a lab model (``he14`` at
-width 0.5 by default, batch 64, 32×32 inputs, 10 classes), built twice from the same seed: once
-with every activation an actlab layer, once with its torch.nn twin. A third build with no
-activation at all (``nn.Identity``) gives the ceiling: the step time if the activation cost
-nothing.
+width 0.5 by default, batch 64, 32×32 inputs, 10 classes) from the same seed: with every
+activation an actlab layer, with its torch.nn twin, with no activation at all (``nn.Identity``:
+the *ceiling*, the step time if the activation cost nothing), and with a layer that only copies
+its input forward and its gradient backward into outputs from actlab's pool (the *floor* of an
+out-of-place layer: the bytes any drop-in activation must write, and nothing else).
 
-Timing: the three steps take turns one step at a time, in rounds (each round runs each step once,
-the order rotating), so the steps compared ran within a second of each other. A step takes a
-quarter of a second here and single steps scatter ±15 % with the host (a shared 2-core VM), but
+Timing: the steps take turns one step at a time, in rounds (each round runs each step once, the
+order rotating), so the steps compared ran within a second of each other. A step takes a quarter
+of a second here and single steps scatter ±15 % with the host (a shared 2-core VM), but
 neighbours share the host's state, so each ratio is the median over rounds of the ratio *within*
-a round, with a 95 % bootstrap interval (resampling rounds). Blocks of many steps per function,
-as :mod:`actlab.bench` times single layers, would let a drift of the host land on one side.
+a round. Blocks of many steps per function, as :mod:`actlab.bench` times single layers, would
+let a drift of the host land on one side.
+
+Builds: two builds of the very same model, weights equal, step at steadily different speeds in
+one process — measured 2–4 % apart, the same in both halves of a run (where their parameters,
+optimiser state and outputs happen to lie in memory). One build per side would hand that bias
+to the ratio, and a bootstrap over rounds would not see it. So each variant is built ``builds``
+times (default 4), round r runs build r mod ``builds`` of each, and the 95 % interval resamples
+builds, then rounds within each (a cluster bootstrap): it is as wide as the builds disagree.
 
 It also counts the bytes the forward keeps for backward across the whole step (activations,
 convolutions and all), for actlab's layers, torch.nn's, and actlab's ``lean`` variants.
 
 Ratios are torch.nn time / actlab time (above 1: actlab faster); ``ceiling`` is torch.nn time /
-no-activation time, the most any activation implementation could gain.
+no-activation time, the most any activation implementation could gain; ``floor`` is torch.nn
+time / copy-layer time, the most an out-of-place one could (a drop-in layer writes a fresh output
+and a fresh input gradient, as torch.nn's do).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import bench
+from ..fast import pool
 from ..machine import measuring
 from . import models
 
@@ -100,6 +111,26 @@ class StepSetting:
     lr: float = 0.01
 
 
+class _Copy(torch.autograd.Function):
+    """y = x, ∂L/∂x = g, each written into a fresh output from actlab's CPU pool: the least work
+    of an out-of-place layer under autograd (it keeps nothing for backward)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return pool.empty_strided(x.shape, x.stride(), x.dtype).copy_(x)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        return pool.empty_strided(g.shape, g.stride(), g.dtype).copy_(g)
+
+
+class CopyLayer(nn.Module):
+    """The floor's activation: :class:`_Copy` (see the module's docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Copy.apply(x)
+
+
 def _build(setting: StepSetting, act: models.ActFactory, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return models.build(setting.model, input_shape=(setting.channels, setting.side, setting.side),
@@ -118,48 +149,70 @@ def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, trai
     return step
 
 
-def paired_steps(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """ms of each step in each round: every round runs each function once, back to back, in an
-    order that rotates (and reverses every len(fns) rounds), so that none always follows the same one."""
+def paired_steps(fns: dict[str, Sequence[Callable[[], Any]]], rounds: int,
+                 warmup: int) -> dict[str, list[float]]:
+    """ms of each step in each round: ``fns`` maps each variant to its builds; round r runs build
+    r mod len(builds) of every variant once, back to back, in an order that rotates (and reverses
+    every len(fns) rounds), so that none always follows the same one. ``warmup`` untimed steps
+    of every build first."""
     for _ in range(warmup):
-        for fn in fns.values():
-            fn()
+        for builds in fns.values():
+            for fn in builds:
+                fn()
     keys = list(fns)
     times: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(rounds):
         i = r % len(keys)
         seq = keys[i:] + keys[:i]
         for k in seq if (r // len(keys)) % 2 == 0 else seq[::-1]:
+            fn = fns[k][r % len(fns[k])]
             t0 = time.perf_counter()
-            fns[k]()
+            fn()
             times[k].append((time.perf_counter() - t0) * 1e3)
     return times
 
 
-def paired_ratio(num: Sequence[float], den: Sequence[float], resamples: int = 2000,
+def paired_ratio(num: Sequence[float], den: Sequence[float], builds: int = 1, resamples: int = 2000,
                  seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """The median over rounds of num/den within each round, and its 95 % bootstrap interval
-    (rounds resampled with replacement; a fixed seed, so a report's interval is reproducible)."""
+    """The median over rounds of num/den within each round, and its 95 % bootstrap interval.
+
+    Round r ran build r mod ``builds``. The interval resamples builds with replacement, then each
+    drawn build's rounds with replacement (with one build: rounds alone), so a bias of one build
+    widens it. The seed is fixed: a report's interval is reproducible."""
     r = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
     if r.size == 0:
         raise ValueError("paired_ratio: no rounds; valid: at least one")
-    idx = np.random.default_rng(seed).integers(0, r.size, (resamples, r.size))
-    lo, hi = np.percentile(np.median(r[idx], axis=1), [2.5, 97.5])
+    if not 1 <= builds <= r.size:
+        raise ValueError(f"paired_ratio: builds={builds} for {r.size} rounds; valid: 1 to the number of rounds")
+    rng = np.random.default_rng(seed)
+    groups = [r[b::builds] for b in range(builds)]
+    medians = np.empty(resamples)
+    for i in range(resamples):
+        drawn = rng.integers(0, builds, builds) if builds > 1 else [0]
+        medians[i] = np.median(np.concatenate([rng.choice(groups[b], groups[b].size) for b in drawn]))
+    lo, hi = np.percentile(medians, [2.5, 97.5])
     return float(np.median(r)), (float(lo), float(hi))
 
 
-def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int) -> dict[str, Any]:
-    """One case: step times of actlab / torch.nn / no activation, ratios, bytes kept."""
+#: The variants of each case's step: torch.nn's layer, actlab's, none (ceiling), a copy (floor).
+VARIANTS = ("native", "actlab", "identity", "copy")
+
+
+def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int, builds: int = 4) -> dict[str, Any]:
+    """One case: step times of torch.nn / actlab / no activation / copy layer, ``builds`` builds
+    each; ratios with their intervals; bytes kept."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(setting.batch, setting.channels, setting.side, setting.side, generator=gen)
     y = torch.randint(0, setting.classes, (setting.batch,), generator=gen)
-    nets = {"native": _build(setting, case.native()), "actlab": _build(setting, case.ours()),
-            "identity": _build(setting, lambda c: nn.Identity())}
-    fns = {k: _stepper(m, x, y, setting.lr, case.train) for k, m in nets.items()}
+    factories = dict(zip(VARIANTS, (case.native(), case.ours(), lambda c: nn.Identity(), lambda c: CopyLayer())))
+    nets = {k: [_build(setting, f) for _ in range(builds)] for k, f in factories.items()}
+    fns = {k: [_stepper(m, x, y, setting.lr, case.train) for m in ms] for k, ms in nets.items()}
     t = paired_steps(fns, rounds, warmup)
-    ratio, ratio_ci = paired_ratio(t["native"], t["actlab"])
-    ceiling, ceiling_ci = paired_ratio(t["native"], t["identity"])
-    kept = {k: bench.saved_bytes(nets[k], x) for k in ("native", "actlab")}
+    b = min(builds, rounds)
+    ratio, ratio_ci = paired_ratio(t["native"], t["actlab"], b)
+    ceiling, ceiling_ci = paired_ratio(t["native"], t["identity"], b)
+    floor, floor_ci = paired_ratio(t["native"], t["copy"], b)
+    kept = {k: bench.saved_bytes(nets[k][0], x) for k in ("native", "actlab")}
     if case.lean_ok:
         lean = _build(setting, case.ours(lean=True)).train(case.train)
         kept["actlab_lean"] = bench.saved_bytes(lean, x)
@@ -167,6 +220,7 @@ def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int) -> d
         "case": case.label, "step_ms": {k: round(statistics.median(v), 3) for k, v in t.items()},
         "ratio": round(ratio, 4), "ratio_ci95": [round(v, 4) for v in ratio_ci],
         "ceiling": round(ceiling, 4), "ceiling_ci95": [round(v, 4) for v in ceiling_ci],
+        "floor": round(floor, 4), "floor_ci95": [round(v, 4) for v in floor_ci],
         "steps_ms": {k: [round(v, 3) for v in r] for k, r in t.items()},
         "saved_bytes": kept,
     }
@@ -174,9 +228,11 @@ def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int) -> d
 
 def run(acts: Sequence[str] | None = None, setting: StepSetting = StepSetting(), threads: int | None = 2,
         repeats: int = 20, warmup: int = 2, under_load: bool = False,
-        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Time the step for each case (``repeats`` paired rounds after ``warmup`` untimed ones); the
-    JSON-ready report (environment, setting, load, rows, goals)."""
+        progress: Callable[[dict[str, Any]], None] | None = None, builds: int = 4) -> dict[str, Any]:
+    """Time the step for each case (``repeats`` paired rounds after ``warmup`` untimed steps of
+    each of the ``builds`` builds); the JSON-ready report (environment, setting, load, rows, goals)."""
+    if builds < 1:
+        raise ValueError(f"--builds {builds}: valid: an integer >= 1 (builds of each model, default 4)")
     if threads is not None:
         torch.set_num_threads(threads)
     cases = [c for c in STEP_CASES if not acts or c.label in acts or c.act in acts]
@@ -186,12 +242,12 @@ def run(acts: Sequence[str] | None = None, setting: StepSetting = StepSetting(),
     report = bench.environment("cpu")
     report["kind"] = "whole training step"
     report["setting"] = {**setting.__dict__, "threads": torch.get_num_threads(), "rounds": repeats,
-                         "warmup": warmup, "optimizer": "SGD momentum 0.9", "under_load": under_load}
+                         "builds": builds, "warmup": warmup, "optimizer": "SGD momentum 0.9", "under_load": under_load}
     rows = []
     t0 = time.perf_counter()
     with measuring(under_load) as meter:
         for case in cases:
-            row = measure(case, setting, repeats, warmup)
+            row = measure(case, setting, repeats, warmup, builds)
             rows.append(row)
             if progress:
                 progress(row)
@@ -207,7 +263,9 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     ``met``: the median ratio reaches the threshold; ``sure``: its 95 % interval lies wholly on
     that side; ``reachable``: the ceiling (no activation at all) reaches it — where even the
-    interval's top of the ceiling falls short, no implementation of the activation can meet it."""
+    interval's top of the ceiling falls short, no implementation of the activation can meet it;
+    ``reachable_out_of_place``: the floor (a layer that only copies) reaches it — where it falls
+    short, no drop-in layer that writes a fresh output and gradient, as torch.nn's do, can."""
     out = []
     for r in rows:
         threshold = STEP_GOALS.get(r["case"], NEVER_SLOWER)
@@ -217,22 +275,26 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             lo, hi = r["ratio_ci95"]
             g["sure"] = lo >= threshold if met else hi < threshold
             g["reachable"] = r["ceiling_ci95"][1] >= threshold
+            if "floor_ci95" in r:
+                g["reachable_out_of_place"] = r["floor_ci95"][1] >= threshold
         out.append(g)
     return out
 
 
 def summary(report: dict[str, Any]) -> str:
     s = report["setting"]
+    builds = f", {s['builds']} builds each" if "builds" in s else ""
     lines = [f"one SGD step of {s['model']} (width {s['width']}), batch {s['batch']}, {s['side']}x{s['side']}, "
-             f"{s['threads']} threads, {s['rounds']} paired rounds" + (", under load" if s.get("under_load") else ""),
-             f"{'case':16s} {'actlab ms':>10s} {'nn ms':>8s} {'ratio [95% CI]':>20s} {'ceiling':>8s} │ "
+             f"{s['threads']} threads, {s['rounds']} paired rounds{builds}"
+             + (", under load" if s.get("under_load") else ""),
+             f"{'case':16s} {'actlab ms':>10s} {'nn ms':>8s} {'ratio [95% CI]':>20s} {'floor':>6s} {'ceiling':>8s} │ "
              f"{'kept MB nn → actlab (lean)':>28s}"]
     for r in report["results"]:
         kept = r["saved_bytes"]
         lean = f" ({kept['actlab_lean'] / 1e6:.1f})" if "actlab_lean" in kept else ""
         lo, hi = r["ratio_ci95"]
         lines.append(f"{r['case']:16s} {r['step_ms']['actlab']:10.2f} {r['step_ms']['native']:8.2f} "
-                     f"{r['ratio']:5.3f} [{lo:.3f}, {hi:.3f}] {r['ceiling']:7.3f} │ {kept['native'] / 1e6:10.1f} → "
+                     f"{r['ratio']:5.3f} [{lo:.3f}, {hi:.3f}] {r.get('floor', float('nan')):6.3f} {r['ceiling']:7.3f} │ {kept['native'] / 1e6:10.1f} → "
                      f"{kept['actlab'] / 1e6:.1f}{lean}")
     load = report.get("load", {})
     if load.get("others_cores") is not None:
@@ -242,7 +304,10 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(f"goals: {met} met, {len(report['goals']) - met} missed")
     for g in report["goals"]:
         if not g["met"]:
-            why = "" if g.get("reachable", True) else " (out of reach: the step without any activation is not that fast)"
+            why = ("" if g.get("reachable_out_of_place", True) else
+                   " (out of reach for a drop-in layer: the step with a layer that only copies is not that fast)")
+            if not g.get("reachable", True):
+                why = " (out of reach: the step without any activation is not that fast)"
             lines.append(f"  missed: {g['case']} {g['value']} < {g['threshold']}{why}")
         elif not g.get("sure", True):
             lines.append(f"  met, within noise: {g['case']} {g['value']} >= {g['threshold']} (95% CI reaches below)")
@@ -253,4 +318,5 @@ def print_row(row: dict[str, Any]) -> None:
     """Progress: one short line per case, to stderr."""
     import sys
 
-    print(f"  {row['case']}: step {row['ratio']:.2f}x torch.nn (ceiling {row['ceiling']:.2f}x)", file=sys.stderr)
+    print(f"  {row['case']}: step {row['ratio']:.2f}x torch.nn (floor {row['floor']:.2f}x, ceiling {row['ceiling']:.2f}x)",
+          file=sys.stderr)
