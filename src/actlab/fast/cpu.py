@@ -576,7 +576,7 @@ NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
 #: torch's fresh outputs page-fault in that process (see actlab.fast.pool). Above the size, ours
 #: win from the pool.
 NATIVE = {"relu": torch.relu, "sigmoid": torch.sigmoid,
-          "leaky_relu": lambda x, negative_slope: torch.nn.functional.leaky_relu(x, negative_slope)}
+          "leaky_relu": torch._C._nn.leaky_relu}  # F.leaky_relu's op without its Python (modes still apply)
 _NONE8 = np.empty(0, np.uint8)
 
 
