@@ -7,7 +7,11 @@ memory with no division or gather, so LLVM vectorises it. (Measured: the same lo
 ``for i in range(lo, hi)`` over the whole array does not vectorise — numba's negative-index
 wrap-around check stays in — and runs 10x slower.) ``fastmath`` is off — IEEE semantics for NaN,
 ±inf and signed zeros, as the plain path — except ``reassoc`` in the PReLU backward kernel, whose
-slope-gradient sum would otherwise run as one serial chain of additions. exp has no vectorised
+slope-gradient sum would otherwise run as one serial chain of additions, and ``contract`` in the
+forward kernels of ELU, tanh and sigmoid: their exp polynomial then runs as fused multiply-adds
+(one rounding instead of two, so no less accurate; NaN and ±inf unchanged), measured 1.6x faster
+for ELU at 1M float32 elements on 2 cores (257 → 158 µs). Nowhere else: RReLU's slopes must round
+exactly as the plain path's torch operations do. exp has no vectorised
 form in numba without Intel's SVML, so ELU and tanh use their own (:func:`_expm1_neg_f32`).
 
 What each backward reads (see :mod:`actlab.fast.ops` for the choice):
@@ -397,7 +401,7 @@ def prelu_bits_bwd_kernel(bits, g, gx, w, C, inner):
 # --- ELU and tanh: one pass forward; backward from the output ------------------------------------------
 
 
-@njit(**_JIT)
+@njit(fastmath={"contract"}, **_JIT)
 def elu_fwd_kernel(x, y, alpha):
     """x for x > 0, else α(eˣ − 1); NaN stays NaN, −inf gives −α."""
     for t in prange((x.size + CHUNK - 1) // CHUNK):
@@ -407,7 +411,7 @@ def elu_fwd_kernel(x, y, alpha):
             ys[i] = v if v > 0 else alpha * _expm1_neg(v)
 
 
-@njit(**_JIT)
+@njit(fastmath={"contract"}, **_JIT)
 def sigmoid_fwd_kernel(x, y):
     """σ(x) from e = e^(−|x|): 1/(1 + e) for x ≥ 0, e/(1 + e) below; 0 at −inf, 1 at +inf."""
     for t in prange((x.size + CHUNK - 1) // CHUNK):
@@ -429,7 +433,7 @@ def sigmoid_bwd_kernel(y, g, gx):
             gxs[i] = gs[i] * (v * (_like(1.0, v) - v))
 
 
-@njit(**_JIT)
+@njit(fastmath={"contract"}, **_JIT)
 def tanh_fwd_kernel(x, y):
     """tanh x = −sign(x)·e/(2 + e), e = e^(−2|x|) − 1: no cancellation near 0, ±1 beyond ±9."""
     for t in prange((x.size + CHUNK - 1) // CHUNK):
