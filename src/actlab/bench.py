@@ -183,7 +183,8 @@ def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
-_ROUNDS = 6  # blocks of repeats per function, the functions taking turns
+_ROUNDS = 6  # at least this many blocks of repeats per function, the functions taking turns
+_BLOCK = 2  # timed repeats per block: as many rounds as that allows, each ratio's median over more of them
 
 
 @dataclass
@@ -206,9 +207,11 @@ class Timings:
 def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> Timings:
     """Each fn runs in blocks of consecutive repeats (after one untimed call), as a timeit loop
     would, so its data and allocations are in their steady state rather than left cold by the
-    function before; the functions take turns over _ROUNDS blocks, so load drifts on a shared
-    machine hit all of them alike, in an order that reverses every round, so that none always
-    follows the same one."""
+    function before; the functions take turns over rounds of one block each, so load drifts on a
+    shared machine hit all of them alike, in an order that reverses every round, so that none
+    always follows the same one. Blocks of _BLOCK repeats (at least _ROUNDS rounds): at 16M
+    elements one call's time wanders by half from one second to the next here, so a ratio is
+    the median of many short rounds' ratios — two runs of 6 rounds of 4 disagreed by 24-41 %."""
     timed = _timer(device)
     for _ in range(warmup):
         for fn in fns.values():
@@ -217,9 +220,10 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
         torch.cuda.synchronize()
     times: dict[str, list[float]] = {k: [] for k in fns}
     rounds: dict[str, list[float]] = {k: [] for k in fns}
-    per_block = max(1, -(-repeats // _ROUNDS))
+    n_rounds = max(_ROUNDS, -(-repeats // _BLOCK))
+    per_block = max(1, -(-repeats // n_rounds))
     order = list(fns.items())
-    for r in range(_ROUNDS):
+    for r in range(n_rounds):
         for k, fn in order if r % 2 == 0 else order[::-1]:  # who goes first alternates
             fn()
             block = [timed(fn) for _ in range(per_block)]
@@ -403,7 +407,9 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                           "cpu_pool_max_bytes": fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["settings"]["under_load"] = under_load
+    report["settings"]["rounds"] = max(_ROUNDS, -(-repeats // _BLOCK))
     rows = []
+    t0 = time.perf_counter()
     with measuring(under_load) as meter:
         for dtype in dtypes:
             for n in sizes:
@@ -416,6 +422,7 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                     rows.append(row)
                     if progress:
                         progress(row)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
     report["load"] = meter.result()
     report["cpu_pool_after"] = fast.pool.stats()
     report["results"] = rows
