@@ -182,9 +182,9 @@ def test_timed_repeats_come_in_short_rounds_each_function_once_a_round():
     calls: list[str] = []
     fns = {k: (lambda k=k: calls.append(k)) for k in ("native", "actlab")}
     t = bench._medians(fns, repeats=24, warmup=0, device="cpu")
-    # 24 repeats: 12 rounds of one untimed call and 2 timed ones per function, taking turns
-    assert {k: len(v) for k, v in t.rounds.items()} == {"native": 12, "actlab": 12}
-    assert calls[:6] == ["native"] * 3 + ["actlab"] * 3 and calls[6:12] == ["actlab"] * 3 + ["native"] * 3
-    assert len(calls) == 2 * 12 * 3
+    # 24 repeats: 8 rounds of one untimed call and 3 timed ones per function, taking turns
+    assert {k: len(v) for k, v in t.rounds.items()} == {"native": 8, "actlab": 8}
+    assert calls[:8] == ["native"] * 4 + ["actlab"] * 4 and calls[8:16] == ["actlab"] * 4 + ["native"] * 4
+    assert len(calls) == 2 * 8 * 4
     few = bench._medians(fns, repeats=2, warmup=0, device="cpu")  # never fewer than 6 rounds
     assert len(few.rounds["native"]) == 6

@@ -184,7 +184,7 @@ def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
 
 
 _ROUNDS = 6  # at least this many blocks of repeats per function, the functions taking turns
-_BLOCK = 2  # timed repeats per block: as many rounds as that allows, each ratio's median over more of them
+_BLOCK = 3  # timed repeats per block: as many rounds as that allows, each ratio's median over more of them
 
 
 @dataclass
@@ -211,7 +211,9 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
     shared machine hit all of them alike, in an order that reverses every round, so that none
     always follows the same one. Blocks of _BLOCK repeats (at least _ROUNDS rounds): at 16M
     elements one call's time wanders by half from one second to the next here, so a ratio is
-    the median of many short rounds' ratios — two runs of 6 rounds of 4 disagreed by 24-41 %."""
+    the median of many short rounds' ratios — two runs of 6 rounds of 4 disagreed by 24-41 %;
+    and three, not two, so that a block's median shrugs off one call that lost its time slice
+    (under load, rounds of 2 missed the goal on a layer that runs torch's own op on both sides)."""
     timed = _timer(device)
     for _ in range(warmup):
         for fn in fns.values():
