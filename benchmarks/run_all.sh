@@ -3,7 +3,7 @@
 # The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
 # within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
 #
-#     bash benchmarks/run_all.sh [PYTHON]      # ~30 minutes on 2 cores
+#     bash benchmarks/run_all.sh [PYTHON]      # ~35 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
