@@ -3,7 +3,7 @@
 # The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
 # within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
 #
-#     bash benchmarks/run_all.sh [PYTHON]      # ~35 minutes on 2 cores
+#     bash benchmarks/run_all.sh [PYTHON]      # ~40 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -11,13 +11,13 @@ R=benchmarks/results
 export PYTHONPATH=$PWD/src
 uptime
 for i in 1 2; do
-  $PY -m actlab.cli bench --sizes 1M,16M --repeats 24 --threads 2 --quiet --json $R/cpu-layers-$i.json
+  $PY -m actlab.cli bench --sizes 1M,16M --repeats 48 --threads 2 --quiet --json $R/cpu-layers-$i.json
   $PY -m actlab.cli bench --model he14 --threads 2 --repeats 60 --quiet --json $R/cpu-step-he14-$i.json
 done
 # do the two runs agree? (exit status 1 if a ratio differs by more than 20 %; reported, not fatal)
 $PY -m actlab.cli bench --agree $R/cpu-layers-1.json $R/cpu-layers-2.json || true
 $PY -m actlab.cli bench --agree $R/cpu-step-he14-1.json $R/cpu-step-he14-2.json || true
-$PY -m actlab.cli bench --under-load --sizes 1M,16M --repeats 24 --threads 2 --quiet --json $R/cpu-layers-under-load.json
+$PY -m actlab.cli bench --under-load --sizes 1M,16M --repeats 48 --threads 2 --quiet --json $R/cpu-layers-under-load.json
 $PY benchmarks/bench_compiled.py --json $R/compiled-cpu.json
 $PY benchmarks/bench_jobs.py --json $R/jobs-cpu.json
 uptime

@@ -426,8 +426,8 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch (and numba) threads "
                                                                           "(default: torch's setting)")
-    p.add_argument("--repeats", type=int, default=20, metavar="N", help="timed repeats; medians count (with --model: paired rounds of one step each) "
-                                                                   "(default: 20)")
+    p.add_argument("--repeats", type=int, default=20, metavar="N", help="timed repeats, in rounds of 3 calls per function taking turns; a ratio is the median "
+                        "of the rounds' ratios (with --model: paired rounds of one step each) (default: 20)")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed repeats first (default: 3)")
     p.add_argument("--lean", action="store_true", help="also the lean variants (1 bit per element kept)")
     p.add_argument("--retain-freed-memory", action="store_true",
