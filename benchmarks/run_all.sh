@@ -3,7 +3,7 @@
 # The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
 # within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
 #
-#     bash benchmarks/run_all.sh [PYTHON]      # ~40 minutes on 2 cores
+#     bash benchmarks/run_all.sh [PYTHON]      # ~50 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -14,6 +14,11 @@ for i in 1 2; do
   $PY -m actlab.cli bench --sizes 1M,16M --repeats 48 --threads 2 --quiet --json $R/cpu-layers-$i.json
   $PY -m actlab.cli bench --model he14 --threads 2 --repeats 60 --quiet --json $R/cpu-step-he14-$i.json
 done
+# the two step goals next to their bounds (RReLU 1.4, ELU 1.05), with twice the rounds: tighter intervals
+for i in 1 2; do
+  $PY -m actlab.cli bench --model he14 --acts elu,rrelu-train --threads 2 --repeats 120 --quiet --json $R/cpu-step-he14-long-$i.json
+done
+$PY -m actlab.cli bench --agree $R/cpu-step-he14-long-1.json $R/cpu-step-he14-long-2.json || true
 # do the two runs agree? (exit status 1 if a ratio differs by more than 20 %; reported, not fatal)
 $PY -m actlab.cli bench --agree $R/cpu-layers-1.json $R/cpu-layers-2.json || true
 $PY -m actlab.cli bench --agree $R/cpu-step-he14-1.json $R/cpu-step-he14-2.json || true

@@ -157,10 +157,12 @@ def test_agreement_pairs_rows_by_case_and_size_and_measures_the_spread():
     assert "DISAGREE" in text.splitlines()[4] and text.endswith("3 of 4 ratios agree within 20%; a run was marked busy")
 
 
-def test_agreement_compares_step_reports_on_ratio_and_ceiling_and_refuses_mixed_kinds():
-    step = {"kind": "whole training step", "results": [{"case": "elu", "ratio": 1.0, "ceiling": 1.1}]}
-    rows = bench.agreement(step, {**step, "results": [{"case": "elu", "ratio": 1.3, "ceiling": 1.1}]})
-    assert [(r["metric"], r["agree"]) for r in rows] == [("ratio", False), ("ceiling", True)]
+def test_agreement_compares_step_reports_on_ratio_ceiling_and_floor_and_refuses_mixed_kinds():
+    step = {"kind": "whole training step", "results": [{"case": "elu", "ratio": 1.0, "ceiling": 1.1, "floor": 1.0}]}
+    rows = bench.agreement(step, {**step, "results": [{"case": "elu", "ratio": 1.3, "ceiling": 1.1, "floor": 1.3}]})
+    assert [(r["metric"], r["agree"]) for r in rows] == [("ratio", False), ("ceiling", True), ("floor", False)]
+    older = {**step, "results": [{"case": "elu", "ratio": 1.0, "ceiling": 1.1}]}  # written before the floor
+    assert [r["metric"] for r in bench.agreement(step, older)] == ["ratio", "ceiling"]
     with pytest.raises(ValueError, match="one report is 'whole training step' and the other 'layers'"):
         bench.agreement(step, _layer_report({}))
 

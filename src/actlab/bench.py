@@ -516,7 +516,7 @@ def summary(report: dict[str, Any]) -> str:
 
 
 #: The ratios two runs of a benchmark are compared on: layer reports, then whole-step reports.
-_AGREE_KEYS = {"layers": ("ratio_fwd", "ratio_fb"), "whole training step": ("ratio", "ceiling")}
+_AGREE_KEYS = {"layers": ("ratio_fwd", "ratio_fb"), "whole training step": ("ratio", "ceiling", "floor")}
 
 
 def _rows_by_key(report: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -528,7 +528,8 @@ def _rows_by_key(report: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]
 def agreement(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.2) -> list[dict[str, Any]]:
     """Each ratio of report ``a`` beside the same ratio of report ``b`` (same kind of benchmark,
     rows matched by case, dtype and size): ``spread`` = larger / smaller − 1, ``agree`` when it is
-    at most ``tolerance``. Rows present in only one report are left out."""
+    at most ``tolerance``. Rows, and ratios, present in only one report are left out (a step report
+    written before the floor existed has no ``floor``)."""
     kinds = [r.get("kind", "layers") for r in (a, b)]
     if kinds[0] != kinds[1]:
         raise ValueError(f"--agree: one report is {kinds[0]!r} and the other {kinds[1]!r}; valid: two reports "
@@ -540,6 +541,8 @@ def agreement(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.2) -> l
         if rb is None:
             continue
         for metric in _AGREE_KEYS[kinds[0]]:
+            if metric not in ra or metric not in rb:
+                continue
             va, vb = ra[metric], rb[metric]
             spread = max(va, vb) / min(va, vb) - 1
             out.append({"case": ra["case"], "numel": ra.get("numel"), "metric": metric, "a": va, "b": vb,
