@@ -88,6 +88,18 @@ def test_round_r_runs_build_r_mod_builds_of_every_variant_after_warming_each_bui
                                                                    for r in range(6)]
 
 
+def test_every_build_meets_every_order_even_when_builds_and_rotation_share_a_period():
+    # 4 builds of 2 variants: with the rotation counted per round, build 0 would always run first
+    # the same variant (rounds 0, 4, 8, 12 share their place in the rotation); counted per pass
+    # through the builds, each build goes first with each variant equally often
+    calls: list[tuple[str, int]] = []
+    fns = {k: [lambda k=k, b=b: calls.append((k, b)) for b in range(4)] for k in ("native", "actlab")}
+    stepbench.paired_steps(fns, rounds=16, warmup=0)
+    firsts = [calls[2 * r] for r in range(16)]
+    for build in range(4):
+        assert sorted(k for k, b in firsts if b == build) == ["actlab", "actlab", "native", "native"], build
+
+
 def test_identical_builds_are_separate_models_with_equal_weights():
     case = next(c for c in stepbench.STEP_CASES if c.label == "relu")
     a, b = stepbench._build(TINY, case.ours()), stepbench._build(TINY, case.ours())

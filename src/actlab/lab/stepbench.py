@@ -20,8 +20,9 @@ Builds: two builds of the very same model, weights equal, step at steadily diffe
 one process — measured 2–4 % apart, the same in both halves of a run (where their parameters,
 optimiser state and outputs happen to lie in memory). One build per side would hand that bias
 to the ratio, and a bootstrap over rounds would not see it. So each variant is built ``builds``
-times (default 4), round r runs build r mod ``builds`` of each, and the 95 % interval resamples
-builds, then rounds within each (a cluster bootstrap): it is as wide as the builds disagree.
+times (default 4), round r runs build r mod ``builds`` of each (every build meeting every order
+of the steps), and the 95 % interval resamples builds, then rounds within each (a cluster
+bootstrap): it is as wide as the builds disagree.
 
 It also counts the bytes the forward keeps for backward across the whole step (activations,
 convolutions and all), for actlab's layers, torch.nn's, and actlab's ``lean`` variants.
@@ -151,21 +152,24 @@ def _stepper(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, trai
 
 def paired_steps(fns: dict[str, Sequence[Callable[[], Any]]], rounds: int,
                  warmup: int) -> dict[str, list[float]]:
-    """ms of each step in each round: ``fns`` maps each variant to its builds; round r runs build
-    r mod len(builds) of every variant once, back to back, in an order that rotates (and reverses
-    every len(fns) rounds), so that none always follows the same one. ``warmup`` untimed steps
-    of every build first."""
+    """ms of each step in each round: ``fns`` maps each variant to its builds (as many for each);
+    round r runs build b = r mod builds of every variant once, back to back, in an order that
+    rotates by one and reverses every len(fns) rotations — counted per build (j = r div builds),
+    so that every build meets every order and no step always follows the same one. ``warmup``
+    untimed steps of every build first."""
     for _ in range(warmup):
         for builds in fns.values():
             for fn in builds:
                 fn()
     keys = list(fns)
+    n_builds = len(next(iter(fns.values())))
     times: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(rounds):
-        i = r % len(keys)
+        b, j = r % n_builds, r // n_builds
+        i = j % len(keys)
         seq = keys[i:] + keys[:i]
-        for k in seq if (r // len(keys)) % 2 == 0 else seq[::-1]:
-            fn = fns[k][r % len(fns[k])]
+        for k in seq if (j // len(keys)) % 2 == 0 else seq[::-1]:
+            fn = fns[k][b]
             t0 = time.perf_counter()
             fn()
             times[k].append((time.perf_counter() - t0) * 1e3)
