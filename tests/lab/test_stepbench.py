@@ -163,6 +163,9 @@ def test_a_goal_above_the_ceiling_or_the_floor_is_marked_out_of_reach():
     assert "missed: prelu-channel 1.05 < 1.25 (out of reach: the step without any activation" in text
     assert "missed: elu 1.0 < 1.05 (out of reach for a drop-in layer" in text
     assert "met, within noise: relu 0.99 >= 0.98" in text
+    unsure = {**near, "ratio": 0.975, "ratio_ci95": [0.95, 1.01]}
+    rep["goals"] = stepbench.goals([unsure])
+    assert "missed, within noise: relu 0.975 < 0.98 (95% CI reaches above)" in stepbench.summary(rep)
 
 
 def test_builds_below_one_is_a_one_line_error(capsys):

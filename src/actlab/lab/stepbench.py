@@ -312,7 +312,10 @@ def summary(report: dict[str, Any]) -> str:
                    " (out of reach for a drop-in layer: the step with a layer that only copies is not that fast)")
             if not g.get("reachable", True):
                 why = " (out of reach: the step without any activation is not that fast)"
-            lines.append(f"  missed: {g['case']} {g['value']} < {g['threshold']}{why}")
+            elif not g.get("sure", True):
+                why = " (95% CI reaches above)"
+            noise = ", within noise" if not g.get("sure", True) else ""
+            lines.append(f"  missed{noise}: {g['case']} {g['value']} < {g['threshold']}{why}")
         elif not g.get("sure", True):
             lines.append(f"  met, within noise: {g['case']} {g['value']} >= {g['threshold']} (95% CI reaches below)")
     return "\n".join(lines)
