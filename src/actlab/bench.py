@@ -204,6 +204,11 @@ class Timings:
         return statistics.median(a / b for a, b in zip(self.rounds[num], self.rounds[den]))
 
 
+def _rounds(repeats: int) -> int:
+    """How many rounds :func:`_medians` times ``repeats`` repeats in: blocks of _BLOCK, at least _ROUNDS."""
+    return max(_ROUNDS, -(-repeats // _BLOCK))
+
+
 def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> Timings:
     """Each fn runs in blocks of consecutive repeats (after one untimed call), as a timeit loop
     would, so its data and allocations are in their steady state rather than left cold by the
@@ -222,7 +227,7 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
         torch.cuda.synchronize()
     times: dict[str, list[float]] = {k: [] for k in fns}
     rounds: dict[str, list[float]] = {k: [] for k in fns}
-    n_rounds = max(_ROUNDS, -(-repeats // _BLOCK))
+    n_rounds = _rounds(repeats)
     per_block = max(1, -(-repeats // n_rounds))
     order = list(fns.items())
     for r in range(n_rounds):
@@ -409,7 +414,7 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                           "cpu_pool_max_bytes": fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["settings"]["under_load"] = under_load
-    report["settings"]["rounds"] = max(_ROUNDS, -(-repeats // _BLOCK))
+    report["settings"]["rounds"] = _rounds(repeats)
     rows = []
     t0 = time.perf_counter()
     with measuring(under_load) as meter:

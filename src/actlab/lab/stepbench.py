@@ -308,12 +308,14 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(f"goals: {met} met, {len(report['goals']) - met} missed")
     for g in report["goals"]:
         if not g["met"]:
-            why = ("" if g.get("reachable_out_of_place", True) else
-                   " (out of reach for a drop-in layer: the step with a layer that only copies is not that fast)")
             if not g.get("reachable", True):
                 why = " (out of reach: the step without any activation is not that fast)"
+            elif not g.get("reachable_out_of_place", True):
+                why = " (out of reach for a drop-in layer: the step with a layer that only copies is not that fast)"
             elif not g.get("sure", True):
                 why = " (95% CI reaches above)"
+            else:
+                why = ""
             noise = ", within noise" if not g.get("sure", True) else ""
             lines.append(f"  missed{noise}: {g['case']} {g['value']} < {g['threshold']}{why}")
         elif not g.get("sure", True):
