@@ -521,7 +521,7 @@ def summary(report: dict[str, Any]) -> str:
 
 
 #: The ratios two runs of a benchmark are compared on: layer reports, then whole-step reports.
-_AGREE_KEYS = {"layers": ("ratio_fwd", "ratio_fb"), "whole training step": ("ratio", "ceiling", "floor")}
+_AGREE_KEYS = {"layers": ("ratio_fwd", "ratio_fb"), "whole training step": ("ratio", "ceiling", "floor", "floor_kept")}
 
 
 def _rows_by_key(report: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 
 import torch
 
+from actlab import bench
 from actlab.cli import main
 from actlab.lab import stepbench
 
@@ -28,12 +29,15 @@ def test_builds_are_paired_and_differ_only_in_the_activation():
 def test_a_row_has_four_step_times_ratios_of_them_and_bytes_kept(fast_path_forced):
     rep = stepbench.run(["relu", "elu"], TINY, threads=1, repeats=4, warmup=0, builds=2)
     assert [r["case"] for r in rep["results"]] == ["relu", "elu"]
-    for r in rep["results"]:
-        assert set(r["step_ms"]) == set(r["steps_ms"]) == {"native", "actlab", "identity", "copy"}
+    for r, smooth in zip(rep["results"], (False, True)):
+        # the kept floor (copy forward, g·y backward) only for ELU: its f' takes a continuum of values
+        assert set(r["step_ms"]) == set(r["steps_ms"]) == {"native", "actlab", "identity", "copy"} | (
+            {"kept"} if smooth else set())
         assert all(len(v) == 4 for v in r["steps_ms"].values())
-        for key in ("ratio", "ceiling", "floor"):
+        for key in ("ratio", "ceiling", "floor") + (("floor_kept",) if smooth else ()):
             lo, hi = r[f"{key}_ci95"]
             assert 0 < lo <= r[key] <= hi
+        assert ("floor_kept" in r) == smooth
         assert r["saved_bytes"]["actlab"] <= r["saved_bytes"]["native"]
     # torch.nn's ELU keeps its input x; actlab's keeps its output y, which the next layer keeps
     # anyway (a conv saves its input), so in a whole network actlab's ELU costs no bytes of its own
@@ -116,6 +120,18 @@ def test_the_floor_layer_copies_forward_and_backward_into_fresh_outputs():
     assert torch.equal(gx, g) and gx.data_ptr() != g.data_ptr()
 
 
+def test_the_kept_floor_layer_keeps_its_output_and_multiplies_the_gradient_by_it():
+    x = torch.randn(4, 64, 32, 32, dtype=torch.float64, requires_grad=True)
+    y = stepbench.CopyKeptLayer()(x)
+    assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()
+    g = torch.randn_like(x)
+    (gx,) = torch.autograd.grad(y, x, g)
+    assert torch.equal(gx, g * x) and gx.data_ptr() not in (g.data_ptr(), y.data_ptr())
+    # it reads a full-size tensor kept from forward, as ELU's, sigmoid's and tanh's backward must
+    assert bench.saved_bytes(stepbench.CopyKeptLayer(), x) == 8 * x.numel()
+    assert [c.label for c in stepbench.STEP_CASES if c.reads_kept] == ["sigmoid", "tanh", "elu"]
+
+
 def test_paired_ratio_is_the_median_within_rounds_with_a_reproducible_interval():
     # a drift that hits both sides of a round alike cancels: the ratio within every round is 1.25
     den = [100.0, 200.0, 150.0, 300.0, 120.0]
@@ -151,7 +167,12 @@ def test_a_goal_above_the_ceiling_or_the_floor_is_marked_out_of_reach():
     # ELU: the step without an activation could reach 1.05, one with a layer that only copies cannot
     copy_bound = {**row, "case": "elu", "ratio": 1.0, "ratio_ci95": [0.98, 1.02], "ceiling": 1.07,
                   "ceiling_ci95": [1.05, 1.09], "floor": 1.01, "floor_ci95": [0.99, 1.03]}
+    # ... nor one with a layer that copies and reads a kept tensor, though a plain copy could
+    kept_bound = {**copy_bound, "floor_ci95": [1.02, 1.06], "floor_kept": 1.02, "floor_kept_ci95": [1.0, 1.04]}
     g = {x["case"]: x for x in stepbench.goals([row, near, copy_bound])}
+    gk = stepbench.goals([kept_bound])[0]
+    assert gk["reachable_out_of_place"] is False and gk["bound"] == "floor_kept"
+    assert g["elu"]["bound"] == "floor"
     assert g["prelu-channel"]["met"] is False and g["prelu-channel"]["reachable"] is False
     assert g["prelu-channel"]["sure"] is True
     assert g["relu"]["met"] is True and g["relu"]["sure"] is False and g["relu"]["reachable"] is True
@@ -163,6 +184,9 @@ def test_a_goal_above_the_ceiling_or_the_floor_is_marked_out_of_reach():
     assert "missed: prelu-channel 1.05 < 1.25 (out of reach: the step without any activation" in text
     assert "missed: elu 1.0 < 1.05 (out of reach for a drop-in layer" in text
     assert "met, within noise: relu 0.99 >= 0.98" in text
+    rep["results"], rep["goals"] = [kept_bound], [gk]
+    assert ("missed: elu 1.0 < 1.05 (out of reach for a drop-in layer: the step with a layer that copies forward "
+            "and multiplies by its kept output backward") in stepbench.summary(rep)
     unsure = {**near, "ratio": 0.975, "ratio_ci95": [0.95, 1.01]}
     rep["goals"] = stepbench.goals([unsure])
     assert "missed, within noise: relu 0.975 < 0.98 (95% CI reaches above)" in stepbench.summary(rep)

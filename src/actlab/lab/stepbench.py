@@ -7,7 +7,12 @@ width 0.5 by default, batch 64, 32×32 inputs, 10 classes) from the same seed: w
 activation an actlab layer, with its torch.nn twin, with no activation at all (``nn.Identity``:
 the *ceiling*, the step time if the activation cost nothing), and with a layer that only copies
 its input forward and its gradient backward into outputs from actlab's pool (the *floor* of an
-out-of-place layer: the bytes any drop-in activation must write, and nothing else).
+out-of-place layer: the bytes any drop-in activation must write, and nothing else). For the smooth
+activations (sigmoid, tanh, ELU) a fifth step bounds tighter: their derivative takes a continuum of
+values, so backward must read a full-precision tensor kept from forward as well (a rectifier's is
+1 or its slope, which one bit per element decides). The *kept floor*'s layer copies forward, keeps
+its output, and backward writes gradient × kept output: the least any drop-in smooth activation
+reads and writes.
 
 Timing: the steps take turns one step at a time, in rounds (each round runs each step once, the
 order rotating), so the steps compared ran within a second of each other. A step takes a quarter
@@ -30,7 +35,8 @@ convolutions and all), for actlab's layers, torch.nn's, and actlab's ``lean`` va
 Ratios are torch.nn time / actlab time (above 1: actlab faster); ``ceiling`` is torch.nn time /
 no-activation time, the most any activation implementation could gain; ``floor`` is torch.nn
 time / copy-layer time, the most an out-of-place one could (a drop-in layer writes a fresh output
-and a fresh input gradient, as torch.nn's do).
+and a fresh input gradient, as torch.nn's do); ``floor_kept`` (smooth activations only) is torch.nn
+time / kept-floor time, the most a drop-in smooth one could.
 """
 
 from __future__ import annotations
@@ -64,6 +70,15 @@ class StepCase:
     channelwise: bool = False
     train: bool = True
     lean_ok: bool = False  # has a lean variant (one bit per element kept)
+
+    @property
+    def reads_kept(self) -> bool:
+        """Backward must read a full-precision tensor kept from forward: the registry's "smooth"
+        family, whose derivative takes a continuum of values (a rectifier's is 1 or its slope:
+        a sign bit decides it, with RReLU's noise drawn again from its seed)."""
+        from .. import registry
+
+        return registry.entry(self.act).family == "smooth"
 
     def ours(self, lean: bool = False) -> models.ActFactory:
         from ..factory import layer
@@ -132,6 +147,30 @@ class CopyLayer(nn.Module):
         return _Copy.apply(x)
 
 
+class _CopyKept(torch.autograd.Function):
+    """y = x kept for backward, ∂L/∂x = g · y, each written into a fresh output from actlab's CPU
+    pool: the least work of an out-of-place layer whose backward reads a full-size kept tensor
+    (ELU's, sigmoid's and tanh's read their output; the product stands for any function of it)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = pool.empty_strided(x.shape, x.stride(), x.dtype).copy_(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.mul(g, y, out=pool.empty_strided(g.shape, g.stride(), g.dtype))
+
+
+class CopyKeptLayer(nn.Module):
+    """The kept floor's activation: :class:`_CopyKept` (see the module's docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _CopyKept.apply(x)
+
+
 def _build(setting: StepSetting, act: models.ActFactory, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return models.build(setting.model, input_shape=(setting.channels, setting.side, setting.side),
@@ -198,17 +237,21 @@ def paired_ratio(num: Sequence[float], den: Sequence[float], builds: int = 1, re
     return float(np.median(r)), (float(lo), float(hi))
 
 
-#: The variants of each case's step: torch.nn's layer, actlab's, none (ceiling), a copy (floor).
-VARIANTS = ("native", "actlab", "identity", "copy")
+#: The variants of each case's step: torch.nn's layer, actlab's, none (ceiling), a copy (floor),
+#: and for the smooth activations a copy that keeps its output for backward (kept floor).
+VARIANTS = ("native", "actlab", "identity", "copy", "kept")
 
 
 def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int, builds: int = 4) -> dict[str, Any]:
-    """One case: step times of torch.nn / actlab / no activation / copy layer, ``builds`` builds
-    each; ratios with their intervals; bytes kept."""
+    """One case: step times of torch.nn / actlab / no activation / copy layer (and, for a smooth
+    activation, the kept floor's layer), ``builds`` builds each; ratios with their intervals; bytes kept."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(setting.batch, setting.channels, setting.side, setting.side, generator=gen)
     y = torch.randint(0, setting.classes, (setting.batch,), generator=gen)
-    factories = dict(zip(VARIANTS, (case.native(), case.ours(), lambda c: nn.Identity(), lambda c: CopyLayer())))
+    factories = dict(zip(VARIANTS, (case.native(), case.ours(), lambda c: nn.Identity(), lambda c: CopyLayer(),
+                                    lambda c: CopyKeptLayer())))
+    if not case.reads_kept:
+        del factories["kept"]
     nets = {k: [_build(setting, f) for _ in range(builds)] for k, f in factories.items()}
     fns = {k: [_stepper(m, x, y, setting.lr, case.train) for m in ms] for k, ms in nets.items()}
     t = paired_steps(fns, rounds, warmup)
@@ -220,14 +263,16 @@ def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int, buil
     if case.lean_ok:
         lean = _build(setting, case.ours(lean=True)).train(case.train)
         kept["actlab_lean"] = bench.saved_bytes(lean, x)
-    return {
+    row = {
         "case": case.label, "step_ms": {k: round(statistics.median(v), 3) for k, v in t.items()},
         "ratio": round(ratio, 4), "ratio_ci95": [round(v, 4) for v in ratio_ci],
         "ceiling": round(ceiling, 4), "ceiling_ci95": [round(v, 4) for v in ceiling_ci],
         "floor": round(floor, 4), "floor_ci95": [round(v, 4) for v in floor_ci],
-        "steps_ms": {k: [round(v, 3) for v in r] for k, r in t.items()},
-        "saved_bytes": kept,
     }
+    if "kept" in t:
+        floor_kept, floor_kept_ci = paired_ratio(t["native"], t["kept"], b)
+        row.update(floor_kept=round(floor_kept, 4), floor_kept_ci95=[round(v, 4) for v in floor_kept_ci])
+    return {**row, "steps_ms": {k: [round(v, 3) for v in r] for k, r in t.items()}, "saved_bytes": kept}
 
 
 def run(acts: Sequence[str] | None = None, setting: StepSetting = StepSetting(), threads: int | None = 2,
@@ -269,7 +314,8 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     that side; ``reachable``: the ceiling (no activation at all) reaches it — where even the
     interval's top of the ceiling falls short, no implementation of the activation can meet it;
     ``reachable_out_of_place``: the floor (a layer that only copies) reaches it — where it falls
-    short, no drop-in layer that writes a fresh output and gradient, as torch.nn's do, can."""
+    short, no drop-in layer that writes a fresh output and gradient, as torch.nn's do, can; for a
+    smooth activation the kept floor decides (its backward must also read a kept tensor)."""
     out = []
     for r in rows:
         threshold = STEP_GOALS.get(r["case"], NEVER_SLOWER)
@@ -279,8 +325,11 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             lo, hi = r["ratio_ci95"]
             g["sure"] = lo >= threshold if met else hi < threshold
             g["reachable"] = r["ceiling_ci95"][1] >= threshold
-            if "floor_ci95" in r:
-                g["reachable_out_of_place"] = r["floor_ci95"][1] >= threshold
+            for key in ("floor_kept_ci95", "floor_ci95"):  # the tighter bound where there is one
+                if key in r:
+                    g["reachable_out_of_place"] = r[key][1] >= threshold
+                    g["bound"] = key.removesuffix("_ci95")
+                    break
         out.append(g)
     return out
 
@@ -291,14 +340,16 @@ def summary(report: dict[str, Any]) -> str:
     lines = [f"one SGD step of {s['model']} (width {s['width']}), batch {s['batch']}, {s['side']}x{s['side']}, "
              f"{s['threads']} threads, {s['rounds']} paired rounds{builds}"
              + (", under load" if s.get("under_load") else ""),
-             f"{'case':16s} {'actlab ms':>10s} {'nn ms':>8s} {'ratio [95% CI]':>20s} {'floor':>6s} {'ceiling':>8s} │ "
+             f"{'case':16s} {'actlab ms':>10s} {'nn ms':>8s} {'ratio [95% CI]':>20s} {'floor':>6s} {'kept':>6s} "
+             f"{'ceiling':>8s} │ "
              f"{'kept MB nn → actlab (lean)':>28s}"]
     for r in report["results"]:
         kept = r["saved_bytes"]
         lean = f" ({kept['actlab_lean'] / 1e6:.1f})" if "actlab_lean" in kept else ""
         lo, hi = r["ratio_ci95"]
         lines.append(f"{r['case']:16s} {r['step_ms']['actlab']:10.2f} {r['step_ms']['native']:8.2f} "
-                     f"{r['ratio']:5.3f} [{lo:.3f}, {hi:.3f}] {r.get('floor', float('nan')):6.3f} {r['ceiling']:7.3f} │ {kept['native'] / 1e6:10.1f} → "
+                     f"{r['ratio']:5.3f} [{lo:.3f}, {hi:.3f}] {r.get('floor', float('nan')):6.3f} "
+                     f"{_cell(r.get('floor_kept'))} {r['ceiling']:7.3f} │ {kept['native'] / 1e6:10.1f} → "
                      f"{kept['actlab'] / 1e6:.1f}{lean}")
     load = report.get("load", {})
     if load.get("others_cores") is not None:
@@ -311,7 +362,9 @@ def summary(report: dict[str, Any]) -> str:
             if not g.get("reachable", True):
                 why = " (out of reach: the step without any activation is not that fast)"
             elif not g.get("reachable_out_of_place", True):
-                why = " (out of reach for a drop-in layer: the step with a layer that only copies is not that fast)"
+                what = ("copies forward and multiplies by its kept output backward" if g.get("bound") == "floor_kept"
+                        else "only copies")
+                why = f" (out of reach for a drop-in layer: the step with a layer that {what} is not that fast)"
             elif not g.get("sure", True):
                 why = " (95% CI reaches above)"
             else:
@@ -323,9 +376,14 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cell(v: float | None) -> str:
+    return f"{v:6.3f}" if v is not None else f"{'—':>6s}"
+
+
 def print_row(row: dict[str, Any]) -> None:
     """Progress: one short line per case, to stderr."""
     import sys
 
-    print(f"  {row['case']}: step {row['ratio']:.2f}x torch.nn (floor {row['floor']:.2f}x, ceiling {row['ceiling']:.2f}x)",
-          file=sys.stderr)
+    kept = f", kept floor {row['floor_kept']:.2f}x" if "floor_kept" in row else ""
+    print(f"  {row['case']}: step {row['ratio']:.2f}x torch.nn (floor {row['floor']:.2f}x{kept}, "
+          f"ceiling {row['ceiling']:.2f}x)", file=sys.stderr)
