@@ -174,7 +174,7 @@ def agreement(case: Case, dtype: torch.dtype = torch.float32, device: str = "cpu
         # relative one in f'; so check the backward against f' of the fast path's own y
         y, gd = yf.detach().double(), g.double()
         want = {"sigmoid": lambda: gd * y * (1 - y), "tanh": lambda: gd * (1 - y * y),
-                "elu": lambda: torch.where(y > 0, gd, gd * (y + fast.alpha))}[case.act]()
+                "elu": lambda: torch.where(y <= 0, gd * (y + fast.alpha), gd)}[case.act]()
         _close(f"{case.label} dL/dx", grads_f[0], want.to(dtype), tol)
     else:
         _close(f"{case.label} dL/dx", grads_f[0], grads_p[0], tol)

@@ -142,7 +142,7 @@ def test_cpu_float32_contiguous_goes_fast():
 
 @natural_thresholds
 def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above():
-    x = torch.randn(32, 64, 16, requires_grad=True)  # 128 KiB
+    x = torch.randn(32, 64, 128, requires_grad=True)  # 1 MiB: above min_numel, below the native size
     assert fast.lookup("relu", x) is torch.relu  # torch's own kernel is as fast at this size
     assert fast.lookup("sigmoid", x) is torch.sigmoid
     assert _grad_fn(actlab.layer("leaky_relu")(x)) == "LeakyReluBackward0"
@@ -170,12 +170,77 @@ def test_unserved_tensors_take_the_plain_path(make):
     assert _grad_fn(actlab.layer("leaky_relu", lean=True)(x)) != "RectifierBackward"
 
 
+SMALL_OPS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "leaky_relu": torch._C._nn.leaky_relu,
+             "elu": torch._C._nn.elu}
+
+
 @natural_thresholds
-def test_tiny_tensors_take_the_plain_path_in_auto():
-    x = torch.randn(64)
+@pytest.mark.parametrize("n", [64, 2048, 65536])
+def test_small_tensors_take_torchs_own_op_or_rrelus_kernel_in_auto(n):
+    x = torch.randn(n)
+    assert fast.policy().min_numel_for("cpu") > n
+    for name, op in SMALL_OPS.items():
+        assert fast.lookup(name, x) is op, name
+    assert _grad_fn(actlab.layer("prelu", num_parameters=1)(x.requires_grad_(True))) == "PreluKernelBackward0"
+    # RReLU's plain path draws its noise in torch ops, slower at every size: its kernel serves
+    assert _grad_fn(actlab.layer("rrelu").train()(x)) == "RectifierBackward"
+    # lean is chosen for its memory (torch's ops keep y): its kernel serves at every size
+    assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"
+    assert fast.lookup("tanh", x.half()) is None
     with check.fast_everywhere():
-        assert fast.lookup("elu", x) is not None
-    assert fast.policy().min_numel_for("cpu") > 64 and fast.lookup("elu", x) is None
+        assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
+
+
+_EDGES = [float("inf"), -float("inf"), 0.0, -0.0, 1e-30, -1e-30, 1e-45, -1e-45, 3.0, -3.0, -20.0, 88.0, -104.0]
+
+
+@natural_thresholds
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name,hp", [("sigmoid", {}), ("tanh", {}), ("relu", {}), ("leaky_relu", {"negative_slope": 0.2}),
+                                     ("elu", {"alpha": 0.7}), ("prelu", {"init": -0.3}),
+                                     ("prelu", {"num_parameters": 5, "init": 0.3}),
+                                     ("prelu", {"num_parameters": 5, "init": 0.3, "channel_axis": -1})],
+                         ids=["sigmoid", "tanh", "relu", "leaky", "elu", "prelu-shared", "prelu-channel",
+                              "prelu-axis-last"])
+def test_torchs_small_ops_agree_with_the_plain_path_on_edge_values(name, hp, dtype):
+    """Where auto hands a small tensor to torch's own op, it is the plain path's function and
+    derivative (∂L/∂x, and ∂L/∂a for PReLU) to a few ulps, at ±inf, ±0, subnormals and the kink."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.tensor(_EDGES), torch.randn(4 * 5 * 5 * 5 - len(_EDGES), generator=gen) * 4])
+    x = x.to(dtype).reshape(4, 5, 5, 5)
+    if hp.get("channel_axis") == -1:
+        x = x.movedim(1, -1).contiguous()
+    g = torch.randn(x.shape, generator=gen, dtype=dtype)
+    small, plain = actlab.layer(name, **hp).to(dtype), actlab.layer(name, impl="plain", **hp).to(dtype)
+    xs, xp = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ys, yp = small(xs), plain(xp)
+    assert type(ys.grad_fn).__name__ != type(yp.grad_fn).__name__ or name in ("sigmoid", "tanh", "relu")
+    # the forward: bit for bit, but ELU's (torch's scalar tail rounds α·expm1 once less: 1 ulp)
+    torch.testing.assert_close(ys, yp, rtol=2 * torch.finfo(dtype).eps if name == "elu" else 0, atol=0)
+    params = [p for p in small.parameters()]
+    got = torch.autograd.grad(ys, [xs, *params], g)
+    want = torch.autograd.grad(yp, [xp, *plain.parameters()], g)
+    eps = torch.finfo(dtype).eps
+    # ELU: the plain path differentiates through y + α (α·(expm1(x) + 1)), exact to an ulp of α·g;
+    # torch's α·eˣ is exact relative to itself, so they agree to that absolute error
+    atol = 2 * eps * hp["alpha"] * g.abs().max().item() if name == "elu" else 0.0
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=4 * eps, atol=atol)
+
+
+@natural_thresholds
+def test_elu_passes_the_gradient_at_nan_on_every_path():
+    """f(NaN) = NaN; f'(NaN) = 1 (the identity branch): the plain path, the kernel, and torch's
+    own elu at a small size outside its vectorised body, as torch.nn.ELU's scalar code does."""
+    x = torch.tensor([float("nan"), -1.0, 2.0] * 40000)
+    for impl, policy in (("plain", {}), ("fast", {"min_numel": 0}), ("auto", {"min_numel": 10**9})):
+        with fast.dispatch(**policy):
+            xx = x[:3].clone() if impl == "auto" else x.clone()
+            xx.requires_grad_(True)
+            y = actlab.layer("elu", alpha=0.5, impl=impl)(xx)
+            (grad,) = torch.autograd.grad(y, xx, torch.ones_like(y))
+        assert math.isnan(y[0].item()) and grad[0].item() == 1.0, impl
+        assert grad[1].item() == pytest.approx(0.5 * math.exp(-1.0)) and grad[2].item() == 1.0, impl
 
 
 def test_impl_fast_errors_where_no_kernel_serves():
@@ -402,10 +467,10 @@ def test_dispatch_policy_is_scoped_to_the_with_block():
     x = torch.randn(64)
     natural = fast.policy()
     with fast.dispatch(min_numel=10**9):
-        assert fast.lookup("elu", x) is None and fast.policy().min_numel_for("cpu") == 10**9
+        assert fast.lookup("elu", x) is torch._C._nn.elu and fast.policy().min_numel_for("cpu") == 10**9
         with fast.dispatch(min_numel={"cpu": 0}, native_max_bytes=-1):
-            assert fast.lookup("elu", x) is not None
-        assert fast.lookup("elu", x) is None
+            assert fast.lookup("elu", x) not in (None, torch._C._nn.elu)
+        assert fast.lookup("elu", x) is torch._C._nn.elu
     assert fast.policy() == natural
     with pytest.raises(ValueError, match="unknown backend kind 'tpu'; valid: cpu, gpu"):
         with fast.dispatch(min_numel={"tpu": 0}):

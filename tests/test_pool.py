@@ -13,7 +13,7 @@ from actlab.fast import pool
 
 pytest.importorskip("numba")
 
-N = 1 << 16  # 256 KiB of float32: above pool.MIN_BYTES, above the fast path's size floor (actlab.fast.Policy)
+N = 1 << 18  # 1 MiB of float32: above pool.MIN_BYTES, above the fast path's size floor (actlab.fast.Policy)
 
 
 @pytest.fixture(autouse=True)

@@ -434,9 +434,11 @@ def _add_bench(sub: Any) -> None:
                    help="glibc keeps freed large blocks mapped, torch's included (no page faults for fresh "
                         "outputs on either side: the kernels compared alone; see "
                         "actlab.fast.retain_freed_memory)")
-    p.add_argument("--model", choices=("he14", "cnn"), default=None,
+    p.add_argument("--model", choices=("he14", "cnn", "mlp"), default=None,
                    help="time a whole SGD training step of this lab model instead of single layers: actlab's "
-                        "layers vs torch.nn's vs no activation (the ceiling), and the bytes kept for backward")
+                        "layers vs torch.nn's vs no activation (the ceiling), and the bytes kept for backward; "
+                        "mlp (8 hidden layers of 256 x width on flattened 3x32x32 inputs) is the small-tensor "
+                        "case: 8K elements per activation at the defaults")
     p.add_argument("--width", type=float, default=0.5, metavar="W", help="--model's width multiplier (default: 0.5)")
     p.add_argument("--batch", type=int, default=64, metavar="N", help="--model's batch size (default: 64)")
     p.add_argument("--builds", type=int, default=4, metavar="N",

@@ -79,7 +79,7 @@ def _inplace(x: Tensor, y: Tensor, inplace: bool) -> Tensor:
 
 
 def _scale_negative(x: Tensor, a: Tensor | float) -> Tensor:
-    """x where x > 0, a·x elsewhere (so the derivative at 0 is a, and ∂/∂a at 0 is 0)."""
+    """x where x > 0, a·x elsewhere (so the derivative at 0 is a): leaky_relu's plain path."""
     return torch.where(x > 0, x, a * x)
 
 
@@ -125,7 +125,9 @@ def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto
     k = _pick("prelu", x, impl, lean)
     if k:
         return k(x, weight, channel_axis)
-    return _scale_negative(x, prelu_slopes(x, weight, channel_axis).to(x.dtype))
+    a = prelu_slopes(x, weight, channel_axis).to(x.dtype)
+    # ∂L/∂a = Σ_{x≤0} x·g: a·x sees 0 where x > 0, so x = +inf adds 0 (not 0·inf = NaN), as torch's prelu
+    return torch.where(x > 0, x, a * torch.where(x > 0, 0, x))
 
 
 #: Step seeds of training forwards with a private generator, by the forward's key (see
@@ -223,4 +225,6 @@ def elu(x: Tensor, alpha: float = 1.0, *, inplace: bool = False, impl: str = "au
         return k(x, alpha)
     if torch.onnx.is_in_onnx_export():  # the legacy exporter has no expm1; ONNX's Elu is this function
         return torch.nn.functional.elu(x, alpha)
-    return torch.where(x > 0, x, alpha * torch.expm1(x.clamp(max=0)))
+    # x ≤ 0 picks the curve, so NaN takes the identity branch: f(NaN) = NaN and f'(NaN) = 1, as
+    # torch.nn.ELU (and actlab's kernels) differentiate it
+    return torch.where(x <= 0, alpha * torch.expm1(x.clamp(max=0)), x)

@@ -277,8 +277,8 @@ class PReLU(Activation):
 
     Examples::
 
-        >>> PReLU()(torch.tensor([-2.0, 3.0]))
-        tensor([-0.5000,  3.0000], grad_fn=<WhereBackward0>)
+        >>> PReLU()(torch.tensor([-2.0, 3.0])).tolist()
+        [-0.5, 3.0]
 
     Paper: He, Zhang, Ren & Sun, "Delving Deep into Rectifiers", ICCV 2015.
     """

@@ -28,8 +28,12 @@ Dispatch rules (:func:`lookup`):
   float64; all seven, with outputs from :mod:`actlab.fast.pool`. Outside lean mode relu,
   leaky_relu and sigmoid are torch's own ops (``actlab.fast.cpu.NATIVE``: one pass each way with
   the plain path's semantics, as fast as a fused kernel) up to the policy's ``native_max_bytes``
-  of output, above which torch's fresh outputs page-fault and ours do not. At least the policy's
-  ``min_numel`` elements, below which the call overhead outweighs the gain (:class:`Policy`).
+  of output, above which torch's fresh outputs page-fault and ours do not. Below the policy's
+  ``min_numel`` elements, where a Python autograd.Function costs more than the whole layer of
+  torch.nn, torch's own op serves where it has the plain path's semantics
+  (``actlab.fast.cpu.SMALL``: all but RReLU), else the plain path — except for the kernels in
+  ``ANY_SIZE`` (RReLU in training, whose plain path is slower at every size) and of lean mode
+  (chosen for its memory: torch's ops keep the full-size tensor) (:class:`Policy`).
 * CUDA tensors go to :mod:`actlab.fast.gpu` (Triton; absent Triton, the plain path): float32,
   bfloat16 and float16; all seven; fewer than 2³¹ elements.
 * Either way the tensor must be dense in a layout the kernels walk in memory order: contiguous,
@@ -76,11 +80,12 @@ __all__ = ["warm", "lookup", "serves", "backend_for", "eager", "status", "rrelu_
 class Policy:
     """When a fast kernel serves a tensor, by backend kind ("cpu", "gpu").
 
-    ``min_numel``: the smallest tensor (elements) each backend takes; smaller ones run the plain
-    path. Measured on the CPU, forward+backward against the plain path, one thread: the fast path
-    overtakes it between 4K (ELU) and 32K (PReLU) elements — below, the Python of an
-    autograd.Function and the numba call (~40 µs a forward) outweigh what the fused pass saves.
-    The GPU path takes any size.
+    ``min_numel``: the smallest tensor (elements) each backend's kernels take (but those in its
+    ``ANY_SIZE``); smaller ones run torch's own op where the backend lists one in ``SMALL``, else
+    the plain path. On the CPU, 128K elements: measured forward+backward against torch.nn's layer
+    (2 threads, float32, kernels forced), ours overtake torch's own ops between 64K (tanh) and
+    128K (ELU) elements (at 16K: 0.54-0.65x, the Python of an autograd.Function and two numba
+    calls against one native op each way). The GPU path takes any size.
 
     ``native_max_bytes``: the largest output (bytes) for which a backend's ``NATIVE`` ops
     (torch's own, as fast as a kernel of ours) serve; −1: never. On the CPU, 32 MiB: glibc maps
@@ -90,7 +95,7 @@ class Policy:
     torch's allocations fault or not by the heap's history.
     """
 
-    min_numel: tuple[tuple[str, int], ...] = (("cpu", 16384), ("gpu", 0))
+    min_numel: tuple[tuple[str, int], ...] = (("cpu", 131072), ("gpu", 0))
     native_max_bytes: tuple[tuple[str, int], ...] = (("cpu", 32 * 2**20), ("gpu", 2**62))
     # the two as dicts, built once: lookup reads them on every activation call
     _min: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
@@ -140,7 +145,8 @@ def dispatch(*, min_numel: int | dict[str, int] | None = None,
 
     ``with dispatch(min_numel=0, native_max_bytes=-1):`` makes actlab's own kernels take
     tensors of any size (what the tests and the fast-path checks use); ``min_numel=2**62``
-    turns the fast paths off.
+    sends every tensor to torch's own ops or the plain path (but RReLU in training, whose kernel
+    runs at every size); ``ACTLAB_FAST_BACKEND=none`` or ``impl="plain"`` turns the fast paths off.
     """
     token = _POLICY.set(policy().with_(min_numel=min_numel, native_max_bytes=native_max_bytes))
     try:
@@ -216,8 +222,10 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
         return None
     p = policy()
     n = x.numel()
-    if n < max(p._min[b.KIND], 1) or n >= 2**31:
+    if n == 0 or n >= 2**31:
         return None
+    if n < p._min[b.KIND] and not lean and name not in b.ANY_SIZE:  # small: torch's op, or the plain path
+        return b.SMALL.get(name)
     perm = ops.memory_order(x)
     if perm is None or (perm and name == "rrelu"):  # rrelu: noise by logical position (see above)
         return None

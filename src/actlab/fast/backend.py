@@ -36,6 +36,10 @@ class Backend(Protocol):
     NAMES: tuple[str, ...]
     #: torch's own ops that serve as fast as ours up to the policy's native size (name → callable)
     NATIVE: dict[str, Callable[..., Tensor]]
+    #: torch's own ops with the plain path's semantics, for tensors below the policy's ``min_numel``
+    SMALL: dict[str, Callable[..., Tensor]]
+    #: activations whose kernel runs below ``min_numel`` too (their plain path is slower at every size)
+    ANY_SIZE: tuple[str, ...]
 
     def bits_nbytes(self, n: int) -> int:
         """Bytes of the lean mask of n elements."""

@@ -457,12 +457,12 @@ def tanh_bwd_kernel(y, g, gx):
 
 @njit(**_JIT)
 def elu_bwd_kernel(y, g, gx, alpha):
-    """f'(x) = 1 for y > 0, else α·eˣ = y + α (f'(0) = α; NaN gives NaN)."""
+    """f'(x) = α·eˣ = y + α for y ≤ 0 (f'(0) = α), else 1 (NaN passes g, as torch.nn.ELU)."""
     for t in prange((y.size + CHUNK - 1) // CHUNK):
         ys, gs, gxs = y[t * CHUNK:(t + 1) * CHUNK], g[t * CHUNK:(t + 1) * CHUNK], gx[t * CHUNK:(t + 1) * CHUNK]
         for i in range(ys.size):
             v, gi = ys[i], gs[i]
-            gxs[i] = gi if v > 0 else gi * (v + alpha)
+            gxs[i] = gi * (v + alpha) if v <= 0 else gi
 
 
 # --- RReLU in training: slopes from Philox, recomputed in backward -------------------------------
@@ -569,7 +569,7 @@ def rrelu_bwd_kernel(y, bits, lean, g, gx, k0, k1, lo, span, smin, smax, divisor
 KIND = "cpu"
 #: Dtypes these kernels serve; float16/bfloat16 on CPU take the plain path.
 DTYPES = (torch.float32, torch.float64)
-#: Activations served (relu, leaky_relu and sigmoid through NATIVE below a size, see there).
+#: Activations served (through torch's own ops where NATIVE and SMALL below say so).
 NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
 #: Where torch's own op is as fast as ours, lookup returns it (lean mode aside) for outputs of at
 #: most the dispatch policy's ``native_max_bytes`` (``actlab.fast.Policy``). Each runs at copy
@@ -581,6 +581,30 @@ NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
 #: win from the pool.
 NATIVE = {"relu": torch.relu, "sigmoid": torch.sigmoid,
           "leaky_relu": torch._C._nn.leaky_relu}  # F.leaky_relu's op without its Python (modes still apply)
+
+
+def _prelu_small(x: torch.Tensor, weight: torch.Tensor, channel_axis: int) -> torch.Tensor:
+    """torch.prelu along any channel axis (torch's own takes axis 1), in x's dtype."""
+    w = weight if weight.dtype == x.dtype else weight.to(x.dtype)
+    axis = channel_axis % x.dim() if x.dim() else 1
+    if weight.numel() == 1 or axis == 1:
+        return torch.prelu(x, w)
+    return torch.prelu(x.movedim(axis, 1), w).movedim(1, axis)
+
+
+#: Below the policy's ``min_numel`` lookup returns torch's own op where there is one with the
+#: plain path's function and derivative (lean mode aside: it keeps less at every size): a kernel of ours costs a Python
+#: autograd.Function and two numba calls (~60-90 µs a forward+backward at 2K elements on this
+#: 2-core VM, against 30-60 µs for torch.nn's whole layer), and the plain path of leaky_relu,
+#: PReLU and ELU is several torch ops each way (64-113 µs). Differences: none for relu, sigmoid,
+#: tanh, leaky_relu and PReLU (∂L/∂a summed in another order); torch's ELU derives α·eˣ from x,
+#: ours y + α from y, so below x ≈ −17 (float32) torch's gradient is the exact one (~1e-13) where
+#: ours rounds to 0, and at a NaN input torch's vectorised body gives a NaN gradient where ours
+#: (and torch's own tail elements) pass g.
+SMALL = {**NATIVE, "tanh": torch.tanh, "elu": torch._C._nn.elu, "prelu": _prelu_small}
+#: Kernels that run at every size: RReLU's plain path draws its Philox noise in some forty torch
+#: ops, slower than the kernel however small the tensor (704 against 115 µs at 2K elements).
+ANY_SIZE = ("rrelu",)
 _NONE8 = np.empty(0, np.uint8)
 
 

@@ -307,7 +307,8 @@ def _sum_to_channels(t: Tensor, weight: Tensor, channel_axis: int) -> Tensor:
 
 
 class ELU(Function):
-    """y = x for x > 0, else α(eˣ − 1); kept: y, since f' = y + α for y ≤ 0 (f'(0) = α)."""
+    """y = x for x > 0, else α(eˣ − 1); kept: y, since f' = y + α for y ≤ 0 (f'(0) = α), else 1
+    (NaN included, as torch.nn.ELU)."""
 
     @staticmethod
     def forward(ctx: Any, backend: Backend, x: Tensor, alpha: float, lean: bool) -> Tensor:
@@ -323,7 +324,7 @@ class ELU(Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (y,) = ctx.saved_tensors
         if torch.is_grad_enabled() or not eager(g):
-            return None, torch.where(y > 0, g, g * (y + ctx.alpha)), None, None
+            return None, torch.where(y <= 0, g * (y + ctx.alpha), g), None, None
         gx = _empty(g, ctx.perm)
         ctx.backend.elu_bwd(_flat(y, ctx.perm), _flat(g, ctx.perm), _flat_out(gx, ctx.perm), ctx.alpha)
         return None, gx, None, None
