@@ -3,7 +3,7 @@
 # The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
 # within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
 #
-#     bash benchmarks/run_all.sh [PYTHON]      # ~50 minutes on 2 cores
+#     bash benchmarks/run_all.sh [PYTHON]      # ~60 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -19,6 +19,13 @@ for i in 1 2; do
   $PY -m actlab.cli bench --model he14 --acts elu,rrelu-train --threads 2 --repeats 120 --quiet --json $R/cpu-step-he14-long-$i.json
 done
 $PY -m actlab.cli bench --agree $R/cpu-step-he14-long-1.json $R/cpu-step-he14-long-2.json || true
+# small tensors (an MLP's 8K-element activations; layers at 2K-64K): where torch's own ops serve
+for i in 1 2; do
+  $PY -m actlab.cli bench --model mlp --threads 2 --repeats 60 --quiet --json $R/cpu-step-mlp-$i.json
+  $PY -m actlab.cli bench --sizes 2K,16K,64K --repeats 48 --threads 2 --quiet --json $R/cpu-layers-small-$i.json
+done
+$PY -m actlab.cli bench --agree $R/cpu-step-mlp-1.json $R/cpu-step-mlp-2.json || true
+$PY -m actlab.cli bench --agree $R/cpu-layers-small-1.json $R/cpu-layers-small-2.json || true
 # do the two runs agree? (exit status 1 if a ratio differs by more than 20 %; reported, not fatal)
 $PY -m actlab.cli bench --agree $R/cpu-layers-1.json $R/cpu-layers-2.json || true
 $PY -m actlab.cli bench --agree $R/cpu-step-he14-1.json $R/cpu-step-he14-2.json || true
