@@ -363,20 +363,27 @@ def _run_verify(args: argparse.Namespace) -> int:
 # --- bench (fast/, benchmarks/) -------------------------------------------------------------
 
 
+def _read_report(path: str, option: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{option}: cannot read {path}: {err}; valid: JSON files written by actlab bench --json") from None
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    if args.bounds:
+        from .lab import stepbench
+
+        rows = stepbench.bounds([_read_report(path, "--bounds") for path in args.bounds])
+        print(stepbench.bounds_summary(rows))
+        return 0
     if args.agree:
         if not args.tolerance >= 0:
             raise ValueError(f"--tolerance {args.tolerance}: must be a fraction >= 0, e.g. 0.2 for 20%")
-        reports = []
-        for path in args.agree:
-            try:
-                with open(path) as f:
-                    reports.append(json.load(f))
-            except (OSError, ValueError) as err:
-                raise ValueError(f"--agree: cannot read {path}: {err}; valid: two JSON files written by "
-                                 f"actlab bench --json") from None
+        reports = [_read_report(path, "--agree") for path in args.agree]
         rows = bench.agreement(*reports, tolerance=args.tolerance)
         print(bench.agreement_summary(rows, args.tolerance, [r.get("load", {}).get("busy", False) for r in reports]))
         return 0 if all(r["agree"] for r in rows) else 1
@@ -451,6 +458,10 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--agree", nargs=2, metavar=("A.json", "B.json"),
                    help="measure nothing: compare every ratio of two earlier runs' JSON (each ratio's spread, "
                         "larger / smaller - 1); exit status 1 if any spread exceeds --tolerance")
+    p.add_argument("--bounds", nargs="+", metavar="STEP.json",
+                   help="measure nothing: pool whole-step runs (--model he14 JSONs) and, for each named goal, "
+                        "count the runs whose ratio, floors and ceiling fall below it, with a one-sided sign "
+                        "test: a bound below the goal in every one of n runs has p = 2^-n")
     p.add_argument("--tolerance", type=float, default=0.2, metavar="F",
                    help="--agree's largest spread that counts as agreeing (default: 0.2, i.e. 20%%)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -207,3 +207,29 @@ def test_a_goal_above_the_ceiling_or_the_floor_is_marked_out_of_reach():
 def test_builds_below_one_is_a_one_line_error(capsys):
     assert main(["bench", "--model", "cnn", "--builds", "0"]) == 2
     assert capsys.readouterr().err.startswith("actlab: error: --builds 0: valid: an integer >= 1")
+
+
+def test_bounds_pool_runs_with_a_sign_test(tmp_path, capsys):
+    def run_(floor, kept, ratio=1.0):
+        return {"case": "elu", "ratio": ratio, "floor": floor, "floor_kept": kept, "ceiling": 1.07}
+    reps = [{"kind": "whole training step", "setting": {"model": "he14"},
+             "results": [run_(f, k), {"case": "relu", "ratio": 1.0, "floor": 1.0, "ceiling": 1.05}]}
+            for f, k in [(1.045, 1.036), (1.032, 1.02), (1.038, 1.03), (1.049, 1.04), (1.051, 1.03)]]
+    rows = {r["metric"]: r for r in stepbench.bounds(reps)}
+    assert {r["case"] for r in stepbench.bounds(reps)} == {"elu"}  # relu has no named goal
+    assert rows["floor"]["below"] == 4 and rows["floor"]["p_below"] == pytest.approx(6 / 32)
+    assert rows["floor_kept"]["below"] == 5 and rows["floor_kept"]["p_below"] == pytest.approx(1 / 32)
+    assert rows["ceiling"]["below"] == 0 and rows["ceiling"]["p_below"] == 1.0
+    text = stepbench.bounds_summary(list(rows.values()))
+    assert ("out of reach for a drop-in layer that reads a kept tensor in backward: elu 1.05 (floor_kept below it "
+            "in 5 of 5 runs, sign test p = 0.0312)") in text
+    assert "out of reach for a drop-in layer: elu" not in text  # 4 of 5: p = 0.19
+    paths = []
+    for i, rep in enumerate(reps):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(rep))
+    assert main(["bench", "--bounds", *map(str, paths)]) == 0
+    assert "sign test p = 0.0312" in capsys.readouterr().out
+    (tmp_path / "layers.json").write_text(json.dumps({"results": []}))
+    assert main(["bench", "--bounds", str(tmp_path / "layers.json")]) == 2
+    assert capsys.readouterr().err.startswith("actlab: error: --bounds: a 'layers' report; valid:")

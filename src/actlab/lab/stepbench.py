@@ -44,6 +44,7 @@ time / kept-floor time, the most a drop-in smooth one could.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ from ..machine import measuring
 from . import models
 
 __all__ = ["StepCase", "StepSetting", "STEP_CASES", "run", "summary", "goals", "print_row", "paired_steps",
-           "paired_ratio"]
+           "paired_ratio", "bounds", "bounds_summary"]
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,59 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(f"  missed{noise}: {g['case']} {g['value']} < {g['threshold']}{why}")
         elif not g.get("sure", True):
             lines.append(f"  met, within noise: {g['case']} {g['value']} >= {g['threshold']} (95% CI reaches below)")
+    return "\n".join(lines)
+
+
+#: What ``bounds`` pools, in the order printed: actlab's ratio, then the bounds (tightest first).
+_POOLED = ("ratio", "floor_kept", "floor", "ceiling")
+
+
+def bounds(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several runs of the step benchmark pooled, for each case with a named goal (on he14).
+
+    For each of actlab's ratio, the floors and the ceiling: every run's median, how many fall
+    below the goal, and a one-sided sign test. Runs are separate processes, so if the true value
+    were at the goal or above, each run's median would fall below it with probability at most ½
+    (independently): ``k`` of ``n`` below has p = P(Binomial(n, ½) ≥ k) — 2⁻ⁿ when all do. That is
+    how a bound whose interval reaches the goal in some runs is shown below it all the same."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for rep in reports:
+        if rep.get("kind") != "whole training step":
+            raise ValueError(f"--bounds: a {rep.get('kind', 'layers')!r} report; valid: JSON files of "
+                             f"actlab bench --model he14")
+        if rep.get("setting", {}).get("model") != "he14":
+            continue
+        for r in rep["results"]:
+            if r["case"] in STEP_GOALS:
+                runs.setdefault(r["case"], []).append(r)
+    out = []
+    for case, rows in runs.items():
+        threshold = STEP_GOALS[case]
+        for metric in _POOLED:
+            values = [r[metric] for r in rows if metric in r]
+            if not values:
+                continue
+            n, k = len(values), sum(v < threshold for v in values)
+            p = sum(math.comb(n, j) for j in range(k, n + 1)) / 2**n
+            out.append({"case": case, "metric": metric, "threshold": threshold, "values": values, "runs": n,
+                        "below": k, "p_below": p})
+    return out
+
+
+def bounds_summary(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str:
+    """The pooled runs as a table; a bound below its goal at ``alpha`` is called out of reach."""
+    lines = [f"{'case':14s} {'metric':11s} {'goal':>5s} {'runs':>4s} {'below':>5s} {'sign p':>8s}  medians"]
+    for r in rows:
+        lines.append(f"{r['case']:14s} {r['metric']:11s} {r['threshold']:5.2f} {r['runs']:4d} {r['below']:5d} "
+                     f"{r['p_below']:8.4f}  {', '.join(f'{v:.3f}' for v in r['values'])}")
+    for r in rows:
+        if r["metric"] != "ratio" and r["p_below"] < alpha:
+            what = {"ceiling": "any implementation", "floor": "a drop-in layer",
+                    "floor_kept": "a drop-in layer that reads a kept tensor in backward"}[r["metric"]]
+            lines.append(f"out of reach for {what}: {r['case']} {r['threshold']} ({r['metric']} below it in "
+                         f"{r['below']} of {r['runs']} runs, sign test p = {r['p_below']:.4f})")
+    if not rows:
+        lines.append("no he14 runs with a named goal among these reports")
     return "\n".join(lines)
 
 
