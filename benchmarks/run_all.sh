@@ -3,7 +3,7 @@
 # The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
 # within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
 #
-#     bash benchmarks/run_all.sh [PYTHON]      # ~60 minutes on 2 cores
+#     bash benchmarks/run_all.sh [PYTHON]      # ~70 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -19,6 +19,11 @@ for i in 1 2; do
   $PY -m actlab.cli bench --model he14 --acts elu,rrelu-train --threads 2 --repeats 120 --quiet --json $R/cpu-step-he14-long-$i.json
 done
 $PY -m actlab.cli bench --agree $R/cpu-step-he14-long-1.json $R/cpu-step-he14-long-2.json || true
+# ELU's goal (1.05) against its floors in two more runs, then every he14 run pooled: a sign test per bound
+for i in 1 2; do
+  $PY -m actlab.cli bench --model he14 --acts elu --threads 2 --repeats 120 --quiet --json $R/cpu-step-he14-elu-kept-$i.json
+done
+$PY -m actlab.cli bench --bounds $R/cpu-step-he14-*.json
 # small tensors (an MLP's 8K-element activations; layers at 2K-64K): where torch's own ops serve
 for i in 1 2; do
   $PY -m actlab.cli bench --model mlp --threads 2 --repeats 60 --quiet --json $R/cpu-step-mlp-$i.json
