@@ -226,5 +226,5 @@ def elu(x: Tensor, alpha: float = 1.0, *, inplace: bool = False, impl: str = "au
     if torch.onnx.is_in_onnx_export():  # the legacy exporter has no expm1; ONNX's Elu is this function
         return torch.nn.functional.elu(x, alpha)
     # x ≤ 0 picks the curve, so NaN takes the identity branch: f(NaN) = NaN and f'(NaN) = 1, as
-    # torch.nn.ELU (and actlab's kernels) differentiate it
+    # actlab's kernels and torch's scalar elu_backward differentiate it
     return torch.where(x <= 0, alpha * torch.expm1(x.clamp(max=0)), x)

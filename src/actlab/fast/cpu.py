@@ -457,7 +457,8 @@ def tanh_bwd_kernel(y, g, gx):
 
 @njit(**_JIT)
 def elu_bwd_kernel(y, g, gx, alpha):
-    """f'(x) = α·eˣ = y + α for y ≤ 0 (f'(0) = α), else 1 (NaN passes g, as torch.nn.ELU)."""
+    """f'(x) = α·eˣ = y + α for y ≤ 0 (f'(0) = α), else 1 (NaN passes g, as torch's scalar
+    elu_backward and its CUDA kernel do)."""
     for t in prange((y.size + CHUNK - 1) // CHUNK):
         ys, gs, gxs = y[t * CHUNK:(t + 1) * CHUNK], g[t * CHUNK:(t + 1) * CHUNK], gx[t * CHUNK:(t + 1) * CHUNK]
         for i in range(ys.size):
@@ -593,14 +594,14 @@ def _prelu_small(x: torch.Tensor, weight: torch.Tensor, channel_axis: int) -> to
 
 
 #: Below the policy's ``min_numel`` lookup returns torch's own op where there is one with the
-#: plain path's function and derivative (lean mode aside: it keeps less at every size): a kernel of ours costs a Python
-#: autograd.Function and two numba calls (~60-90 µs a forward+backward at 2K elements on this
-#: 2-core VM, against 30-60 µs for torch.nn's whole layer), and the plain path of leaky_relu,
-#: PReLU and ELU is several torch ops each way (64-113 µs). Differences: none for relu, sigmoid,
-#: tanh, leaky_relu and PReLU (∂L/∂a summed in another order); torch's ELU derives α·eˣ from x,
-#: ours y + α from y, so below x ≈ −17 (float32) torch's gradient is the exact one (~1e-13) where
-#: ours rounds to 0, and at a NaN input torch's vectorised body gives a NaN gradient where ours
-#: (and torch's own tail elements) pass g.
+#: plain path's function and derivative (lean mode aside: it keeps less at every size): a kernel
+#: of ours costs a Python autograd.Function and two numba calls (~60-90 µs a forward+backward at
+#: 2K elements on this 2-core VM, against 30-60 µs for torch.nn's whole layer), and the plain path
+#: of leaky_relu, PReLU and ELU is several torch ops each way (64-113 µs). Differences: none for
+#: relu, sigmoid, tanh, leaky_relu and PReLU (∂L/∂a summed in another order); torch's ELU derives
+#: α·eˣ from x, ours y + α from y, so below x ≈ −17 (float32) torch's gradient is the exact one
+#: (~1e-13) where ours rounds to 0, and at a NaN input torch's vectorised body gives a NaN
+#: gradient where ours (and torch's own scalar tail) pass g.
 SMALL = {**NATIVE, "tanh": torch.tanh, "elu": torch._C._nn.elu, "prelu": _prelu_small}
 #: Kernels that run at every size: RReLU's plain path draws its Philox noise in some forty torch
 #: ops, slower than the kernel however small the tensor (704 against 115 µs at 2K elements).

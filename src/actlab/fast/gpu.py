@@ -38,9 +38,10 @@ NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu")
 #: relu outside lean mode is torch.relu: one pass, keeps y, the plain path's semantics (g passes at
 #: NaN) and no Python in its backward — nothing a kernel of ours could improve on.
 NATIVE = {"relu": torch.relu}
-#: The GPU takes every size (the policy's ``min_numel`` is 0): nothing small goes to torch's ops.
+#: The GPU takes every size (the policy's ``min_numel`` is 0); raised, it sends smaller tensors to
+#: the plain path: no torch op stands in, no kernel ignores it.
 SMALL: dict = {}
-ANY_SIZE = NAMES
+ANY_SIZE: tuple[str, ...] = ()
 
 # op codes of the elementwise kernels (constexpr: each compiles to its own kernel); kernels may
 # read module globals only if they are tl.constexpr objects, the host passes their .value

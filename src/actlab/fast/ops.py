@@ -308,7 +308,7 @@ def _sum_to_channels(t: Tensor, weight: Tensor, channel_axis: int) -> Tensor:
 
 class ELU(Function):
     """y = x for x > 0, else α(eˣ − 1); kept: y, since f' = y + α for y ≤ 0 (f'(0) = α), else 1
-    (NaN included, as torch.nn.ELU)."""
+    (NaN included, as torch's scalar elu_backward)."""
 
     @staticmethod
     def forward(ctx: Any, backend: Backend, x: Tensor, alpha: float, lean: bool) -> Tensor:
