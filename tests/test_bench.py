@@ -157,6 +157,20 @@ def test_agreement_pairs_rows_by_case_and_size_and_measures_the_spread():
     assert "DISAGREE" in text.splitlines()[4] and text.endswith("3 of 4 ratios agree within 20%; a run was marked busy")
 
 
+def test_agreement_shows_where_the_copy_yardstick_itself_moved():
+    a, b = _layer_report({("elu", 2**20): (2.0, 3.0), ("elu", 2**24): (5.0, 6.0)}), \
+        _layer_report({("elu", 2**20): (2.0, 2.0), ("elu", 2**24): (5.0, 4.0)})
+    for rep, gbps in ((a, (160.0, 5.0)), (b, (80.0, 5.2))):  # at 1M the host's copy halved in run B
+        for row, g in zip(rep["results"], gbps):
+            row["copy_gbps"] = g
+    rows = bench.agreement(a, b, tolerance=0.2)
+    assert [r["copy_gbps"] for r in rows] == [[160.0, 80.0]] * 2 + [[5.0, 5.2]] * 2
+    text = bench.agreement_summary(rows, 0.2)
+    assert "160.0 →   80.0*  DISAGREE" in text and "5.0 →    5.2   DISAGREE" in text
+    assert text.endswith("2 of 4 ratios agree within 20%; 1 of the 2 that do not came with the copy yardstick "
+                         "itself moving more than 20% (*)")
+
+
 def test_agreement_compares_step_reports_on_ratio_ceiling_and_floor_and_refuses_mixed_kinds():
     step = {"kind": "whole training step", "results": [{"case": "elu", "ratio": 1.0, "ceiling": 1.1, "floor": 1.0}]}
     rows = bench.agreement(step, {**step, "results": [{"case": "elu", "ratio": 1.3, "ceiling": 1.1, "floor": 1.3}]})

@@ -550,21 +550,42 @@ def agreement(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.2) -> l
                 continue
             va, vb = ra[metric], rb[metric]
             spread = max(va, vb) / min(va, vb) - 1
-            out.append({"case": ra["case"], "numel": ra.get("numel"), "metric": metric, "a": va, "b": vb,
-                        "spread": round(spread, 4), "agree": spread <= tolerance})
+            row = {"case": ra["case"], "numel": ra.get("numel"), "metric": metric, "a": va, "b": vb,
+                   "spread": round(spread, 4), "agree": spread <= tolerance}
+            if ra.get("copy_gbps") and rb.get("copy_gbps"):  # the yardstick measured beside this row, each run
+                row["copy_gbps"] = [ra["copy_gbps"], rb["copy_gbps"]]
+            out.append(row)
     return out
 
 
 def agreement_summary(rows: Sequence[dict[str, Any]], tolerance: float, busy: Sequence[bool] = ()) -> str:
-    """The comparison as a table, and a last line counting the ratios that agree."""
-    lines = [f"{'case':16s} {'size':>5s} {'metric':10s} {'run A':>8s} {'run B':>8s} {'spread':>7s}"]
+    """The comparison as a table, and a last line counting the ratios that agree.
+
+    Layer rows also show the plain copy's bandwidth that each run measured beside them: where that
+    yardstick itself moved by more than ``tolerance`` between the runs, the host (another tenant's
+    share of the caches and memory) differed, which a ratio of a memory-bound kernel to a
+    compute-bound one follows; the last line counts those disagreements apart."""
+    copy = any("copy_gbps" in r for r in rows)
+    lines = [f"{'case':16s} {'size':>5s} {'metric':10s} {'run A':>8s} {'run B':>8s} {'spread':>7s}"
+             + (f" {'copy GB/s A → B':>16s}" if copy else "")]
+    moved = 0
     for r in rows:
         size = _fmt_n(r["numel"]) if r["numel"] else "step"
-        lines.append(f"{r['case']:16s} {size:>5s} {r['metric']:10s} {r['a']:8.3f} {r['b']:8.3f} "
-                     f"{r['spread']:6.1%}{'' if r['agree'] else '  DISAGREE'}")
+        line = (f"{r['case']:16s} {size:>5s} {r['metric']:10s} {r['a']:8.3f} {r['b']:8.3f} {r['spread']:6.1%}")
+        host = False
+        if "copy_gbps" in r:
+            ca, cb = r["copy_gbps"]
+            host = max(ca, cb) / min(ca, cb) - 1 > tolerance
+            line += f" {ca:7.1f} → {cb:6.1f}" + ("*" if host else " ")
+        if not r["agree"]:
+            line += "  DISAGREE"
+            moved += host
+        lines.append(line)
     ok = sum(r["agree"] for r in rows)
     lines.append(f"{ok} of {len(rows)} ratios agree within {tolerance:.0%}"
-                 + ("; a run was marked busy" if any(busy) else ""))
+                 + ("; a run was marked busy" if any(busy) else "")
+                 + (f"; {moved} of the {len(rows) - ok} that do not came with the copy yardstick itself moving more "
+                    f"than {tolerance:.0%} (*)" if copy and ok < len(rows) else ""))
     return "\n".join(lines)
 
 
