@@ -127,7 +127,8 @@ def prelu(x: Tensor, weight: Tensor, *, channel_axis: int = 1, impl: str = "auto
         return k(x, weight, channel_axis)
     a = prelu_slopes(x, weight, channel_axis).to(x.dtype)
     # ∂L/∂a = Σ_{x≤0} x·g: a·x sees 0 where x > 0, so x = +inf adds 0 (not 0·inf = NaN), as torch's prelu
-    return torch.where(x > 0, x, a * torch.where(x > 0, 0, x))
+    positive = x > 0
+    return torch.where(positive, x, a * torch.where(positive, 0, x))
 
 
 #: Step seeds of training forwards with a private generator, by the forward's key (see

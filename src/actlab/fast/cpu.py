@@ -595,8 +595,8 @@ def _prelu_small(x: torch.Tensor, weight: torch.Tensor, channel_axis: int) -> to
 
 #: Below the policy's ``min_numel`` lookup returns torch's own op where there is one with the
 #: plain path's function and derivative (lean mode aside: it keeps less at every size): a kernel
-#: of ours costs a Python autograd.Function and two numba calls (~60-90 µs a forward+backward at
-#: 2K elements on this 2-core VM, against 30-60 µs for torch.nn's whole layer), and the plain path
+#: of ours costs a Python autograd.Function and two numba calls (84-165 µs a forward+backward at
+#: 2K elements on this 2-core VM, against 29-49 µs for torch.nn's whole layer), and the plain path
 #: of leaky_relu, PReLU and ELU is several torch ops each way (64-113 µs). Differences: none for
 #: relu, sigmoid, tanh, leaky_relu and PReLU (∂L/∂a summed in another order); torch's ELU derives
 #: α·eˣ from x, ours y + α from y, so below x ≈ −17 (float32) torch's gradient is the exact one

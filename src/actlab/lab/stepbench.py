@@ -60,8 +60,8 @@ from ..fast import pool
 from ..machine import measuring
 from . import models
 
-__all__ = ["StepCase", "StepSetting", "STEP_CASES", "run", "summary", "goals", "print_row", "paired_steps",
-           "paired_ratio", "bounds", "bounds_summary"]
+__all__ = ["StepCase", "StepSetting", "STEP_CASES", "run", "summary", "goals", "named_goal", "print_row",
+           "paired_steps", "paired_ratio", "bounds", "bounds_summary"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,11 @@ STEP_CASES: tuple[StepCase, ...] = (
 #: The issue's goals for the whole step of he14: torch.nn step time / actlab step time.
 STEP_GOALS = {"prelu-channel": 1.25, "rrelu-train": 1.4, "elu": 1.05}
 NEVER_SLOWER = 0.98
+
+
+def named_goal(case: str, model: str) -> float | None:
+    """The named goal of ``case`` (:data:`STEP_GOALS`), which was set on he14 only; else None."""
+    return STEP_GOALS.get(case) if model == "he14" else None
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,8 @@ def paired_ratio(num: Sequence[float], den: Sequence[float], builds: int = 1, re
 #: The variants of each case's step: torch.nn's layer, actlab's, none (ceiling), a copy (floor),
 #: and for the smooth activations a copy that keeps its output for backward (kept floor).
 VARIANTS = ("native", "actlab", "identity", "copy", "kept")
+#: Each ratio of a row, torch.nn's step time over the time of this variant's.
+_RATIOS = {"ratio": "actlab", "ceiling": "identity", "floor": "copy", "floor_kept": "kept"}
 
 
 def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int, builds: int = 4) -> dict[str, Any]:
@@ -269,22 +276,15 @@ def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int, buil
     fns = {k: [_stepper(m, x, y, setting.lr, case.train) for m in ms] for k, ms in nets.items()}
     t = paired_steps(fns, rounds, warmup)
     b = min(builds, rounds)
-    ratio, ratio_ci = paired_ratio(t["native"], t["actlab"], b)
-    ceiling, ceiling_ci = paired_ratio(t["native"], t["identity"], b)
-    floor, floor_ci = paired_ratio(t["native"], t["copy"], b)
     kept = {k: bench.saved_bytes(nets[k][0], x) for k in ("native", "actlab")}
     if case.lean_ok:
         lean = _build(setting, case.ours(lean=True)).train(case.train)
         kept["actlab_lean"] = bench.saved_bytes(lean, x)
-    row = {
-        "case": case.label, "step_ms": {k: round(statistics.median(v), 3) for k, v in t.items()},
-        "ratio": round(ratio, 4), "ratio_ci95": [round(v, 4) for v in ratio_ci],
-        "ceiling": round(ceiling, 4), "ceiling_ci95": [round(v, 4) for v in ceiling_ci],
-        "floor": round(floor, 4), "floor_ci95": [round(v, 4) for v in floor_ci],
-    }
-    if "kept" in t:
-        floor_kept, floor_kept_ci = paired_ratio(t["native"], t["kept"], b)
-        row.update(floor_kept=round(floor_kept, 4), floor_kept_ci95=[round(v, 4) for v in floor_kept_ci])
+    row: dict[str, Any] = {"case": case.label, "step_ms": {k: round(statistics.median(v), 3) for k, v in t.items()}}
+    for key, variant in _RATIOS.items():  # torch.nn's step time over each variant's
+        if variant in t:
+            est, ci = paired_ratio(t["native"], t[variant], b)
+            row[key], row[f"{key}_ci95"] = round(est, 4), [round(v, 4) for v in ci]
     return {**row, "steps_ms": {k: [round(v, 3) for v in r] for k, r in t.items()}, "saved_bytes": kept}
 
 
@@ -332,7 +332,7 @@ def goals(rows: Sequence[dict[str, Any]], model: str = "he14") -> list[dict[str,
     smooth activation the kept floor decides (its backward must also read a kept tensor)."""
     out = []
     for r in rows:
-        threshold = STEP_GOALS.get(r["case"], NEVER_SLOWER) if model == "he14" else NEVER_SLOWER
+        threshold = named_goal(r["case"], model) or NEVER_SLOWER
         met = r["ratio"] >= threshold
         g = {"case": r["case"], "metric": "step ratio", "threshold": threshold, "value": r["ratio"], "met": met}
         if "ratio_ci95" in r:
@@ -407,10 +407,9 @@ def bounds(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if rep.get("kind") != "whole training step":
             raise ValueError(f"--bounds: a {rep.get('kind', 'layers')!r} report; valid: JSON files of "
                              f"actlab bench --model he14")
-        if rep.get("setting", {}).get("model") != "he14":
-            continue
+        model = rep.get("setting", {}).get("model", "")
         for r in rep["results"]:
-            if r["case"] in STEP_GOALS:
+            if named_goal(r["case"], model) is not None:
                 runs.setdefault(r["case"], []).append(r)
     out = []
     for case, rows in runs.items():
