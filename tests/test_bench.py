@@ -69,8 +69,52 @@ def test_a_measured_row_has_both_sides_and_ratios_of_its_own_times():
 
 def test_ratios_pair_the_blocks_that_ran_side_by_side():
     """A slow spell that hits one block of one side moves the ratio of medians, not the paired one."""
-    t = bench.Timings(median={}, minimum={}, rounds={"native": [10.0, 1.0, 1.0], "actlab": [5.0, 5.0, 0.5]})
+    t = bench.Timings(times={}, rounds={"native": [10.0, 1.0, 1.0], "actlab": [5.0, 5.0, 0.5]})
     assert t.ratio("native", "actlab") == pytest.approx(2.0)  # rounds: 2, 0.2 (the spell), 2
+
+
+def test_passes_pool_their_repeats_and_rounds():
+    a = bench.Timings(times={"f": [1.0, 2.0, 9.0]}, rounds={"f": [2.0]})
+    b = bench.Timings(times={"f": [3.0, 4.0, 5.0]}, rounds={"f": [4.0]})
+    t = bench.Timings.merge([a, b])
+    assert t.rounds == {"f": [2.0, 4.0]} and t.minimum == {"f": 1.0} and t.median == {"f": 3.5}
+
+
+def test_each_rows_rounds_are_spread_over_passes_of_the_whole_list(monkeypatch):
+    """Rows take turns pass by pass (A B A B, not A A B B), and each row's ratio pools every pass's rounds."""
+    order: list[str] = []
+    setup = bench._setup
+
+    def logged(case, n, dtype, device):
+        order.append(case.label)
+        return setup(case, n, dtype, device)
+
+    monkeypatch.setattr(bench, "_setup", logged)
+    report = bench.run(["relu", "elu"], sizes=[4096], repeats=12, warmup=0, passes=3)
+    assert order == ["relu", "elu"] * 3
+    assert report["settings"]["passes"] == 3 and report["settings"]["rounds"] == 6
+    assert [r["rounds"] for r in report["results"]] == [6, 6]
+    one = bench.run(["relu"], sizes=[4096], repeats=12, warmup=0, passes=1)
+    assert one["settings"]["rounds"] == 6 and one["results"][0]["rounds"] == 6
+    with pytest.raises(ValueError, match="--passes 0: valid"):
+        bench.run(["relu"], sizes=[4096], passes=0)
+
+
+def test_a_row_that_fails_in_a_later_pass_is_reported_once_as_an_error(monkeypatch):
+    calls = {"n": 0}
+    time_ = bench._time
+
+    def flaky(s, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom")
+        return time_(s, *args)
+
+    monkeypatch.setattr(bench, "_time", flaky)
+    seen: list[dict] = []
+    report = bench.run(["relu"], sizes=[4096], repeats=12, warmup=0, passes=3, progress=seen.append)
+    assert report["results"][0]["error"] == "RuntimeError: boom"
+    assert seen == report["results"] and calls["n"] == 2  # not timed again after it failed
 
 
 def test_channel_wise_prelu_is_skipped_without_a_channel_axis():

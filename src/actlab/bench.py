@@ -17,6 +17,8 @@ drifts on a shared machine hit all alike; the medians of the repeats, after warm
 reported (and the minima, in the JSON). The ratios (torch.nn time / actlab time, above 1 is
 faster) are what matter: each is the median over rounds of the ratio of two blocks that ran back
 to back (:meth:`Timings.ratio`), a paired comparison that a slow spell on the host cannot tilt.
+A row's rounds are spread over several passes of the whole list of rows (``--passes``, default
+4), so that each ratio samples the host's state across the run rather than one stretch of it.
 On CUDA the main timings replay a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel takes tens of
 microseconds, less than the host needs to launch it from Python), and the eager timings (events
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
@@ -183,18 +185,33 @@ def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
+PASSES = 4  # sweeps over all rows that share each row's rounds (see run)
 _ROUNDS = 6  # at least this many blocks of repeats per function, the functions taking turns
 _BLOCK = 3  # timed repeats per block: as many rounds as that allows, each ratio's median over more of them
 
 
 @dataclass
 class Timings:
-    """ms per call of each timed function: the median and fastest repeat, and each round's
-    median in time order (a round: one block of each function, back to back)."""
+    """ms per call of each timed function: every timed repeat, and each round's median in time
+    order (a round: one block of each function, back to back)."""
 
-    median: dict[str, float]
-    minimum: dict[str, float]
+    times: dict[str, list[float]]
     rounds: dict[str, list[float]]
+
+    @property
+    def median(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.times.items()}
+
+    @property
+    def minimum(self) -> dict[str, float]:
+        return {k: min(v) for k, v in self.times.items()}
+
+    @classmethod
+    def merge(cls, parts: Sequence[Timings]) -> Timings:
+        """The timings of several passes over the same functions as one: repeats and rounds pooled."""
+        keys = parts[0].times
+        return cls({k: [t for p in parts for t in p.times[k]] for k in keys},
+                   {k: [r for p in parts for r in p.rounds[k]] for k in keys})
 
     def ratio(self, num: str, den: str) -> float:
         """num's time / den's, as the median of the ratios within each round: blocks that ran
@@ -209,7 +226,8 @@ def _rounds(repeats: int) -> int:
     return max(_ROUNDS, -(-repeats // _BLOCK))
 
 
-def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> Timings:
+def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str,
+             n_rounds: int | None = None) -> Timings:
     """Each fn runs in blocks of consecutive repeats (after one untimed call), as a timeit loop
     would, so its data and allocations are in their steady state rather than left cold by the
     function before; the functions take turns over rounds of one block each, so load drifts on a
@@ -218,7 +236,8 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
     elements one call's time wanders by half from one second to the next here, so a ratio is
     the median of many short rounds' ratios — two runs of 6 rounds of 4 disagreed by 24-41 %;
     and three, not two, so that a block's median shrugs off one call that lost its time slice
-    (under load, rounds of 2 missed the goal on a layer that runs torch's own op on both sides)."""
+    (under load, rounds of 2 missed the goal on a layer that runs torch's own op on both sides).
+    ``n_rounds`` overrides that count (one pass of several: see :func:`run`)."""
     timed = _timer(device)
     for _ in range(warmup):
         for fn in fns.values():
@@ -227,7 +246,7 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
         torch.cuda.synchronize()
     times: dict[str, list[float]] = {k: [] for k in fns}
     rounds: dict[str, list[float]] = {k: [] for k in fns}
-    n_rounds = _rounds(repeats)
+    n_rounds = n_rounds or _rounds(repeats)
     per_block = max(1, -(-repeats // n_rounds))
     order = list(fns.items())
     for r in range(n_rounds):
@@ -236,8 +255,7 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
             block = [timed(fn) for _ in range(per_block)]
             times[k] += block
             rounds[k].append(statistics.median(block))
-    return Timings({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()},
-                   rounds)
+    return Timings(times, rounds)
 
 
 def _graphed(fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
@@ -271,8 +289,7 @@ def _graph_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> Timings:
             end.record()
             end.synchronize()
             times[k].append(start.elapsed_time(end) / _CUDA_CALLS)
-    return Timings({k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()},
-                   times)  # each repeat is a round: the graphs take turns call by call
+    return Timings(times, times)  # each repeat is a round: the graphs take turns call by call
 
 
 def saved_bytes(module: nn.Module, x: Tensor) -> int:
@@ -296,8 +313,23 @@ def _grad_inputs(module: nn.Module, x: Tensor) -> tuple[Tensor, ...]:
     return (x, *[p for p in module.parameters() if p.requires_grad])
 
 
-def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, warmup: int) -> dict[str, Any]:
-    """One row of the benchmark: both layers on one input, and the copy."""
+@dataclass
+class _Setup:
+    """One row's inputs, layers and timed functions, built afresh for each pass."""
+
+    case: Case
+    n: int
+    dtype: torch.dtype
+    device: str
+    x: Tensor
+    xg: Tensor
+    ours: nn.Module
+    native: nn.Module
+    fns: dict[str, Callable[[], Any]]
+
+
+def _setup(case: Case, n: int, dtype: torch.dtype, device: str) -> _Setup | dict[str, Any]:
+    """The row's setup, or the row itself when the case does not apply to this size (skipped)."""
     shape = input_shape(n)
     if case.hparams.get("num_parameters", 1) > 1 and len(shape) < 2:
         return {"case": case.label, "numel": n, "skipped": f"no channel axis in shape {shape}"}
@@ -319,34 +351,54 @@ def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, w
 
     fns = {"copy": lambda: x.clone(), "native_fwd": fwd(native), "actlab_fwd": fwd(ours),
            "native_fb": fb(native), "actlab_fb": fb(ours)}
-    t = eager = _medians(fns, repeats, warmup, device)
-    timing = "wall clock" if device == "cpu" else f"CUDA events around {_CUDA_CALLS} calls"
-    if device == "cuda":
+    return _Setup(case, n, dtype, device, x, xg, ours, native, fns)
+
+
+def _time(s: _Setup, repeats: int, warmup: int, rounds: int | None = None) -> tuple[Timings, Timings, str]:
+    """(the timings the ratios come from, the eager ones, how they were taken): on CUDA the first
+    are a CUDA graph's replays when capture works."""
+    t = eager = _medians(s.fns, repeats, warmup, s.device, rounds)
+    timing = "wall clock" if s.device == "cpu" else f"CUDA events around {_CUDA_CALLS} calls"
+    if s.device == "cuda":
         try:
-            t, timing = _graph_medians(fns, repeats), f"CUDA graph of {_CUDA_CALLS} calls"
+            t, timing = _graph_medians(s.fns, repeats), f"CUDA graph of {_CUDA_CALLS} calls"
         except Exception as err:  # noqa: BLE001 - capture can fail; the eager timings stand
             timing += f" (CUDA graph capture failed: {type(err).__name__}: {err})"
-    kept = {"native": saved_bytes(native, xg), "actlab": saved_bytes(ours, xg)}
+    return t, eager, timing
+
+
+def _row(s: _Setup, t: Timings, eager: Timings, timing: str) -> dict[str, Any]:
+    """The JSON row: medians, minima and paired ratios of ``t``, and the bytes each layer keeps."""
+    case, n, x, xg = s.case, s.n, s.x, s.xg
+    kept = {"native": saved_bytes(s.native, xg), "actlab": saved_bytes(s.ours, xg)}
     fast_path = fast.lookup(case.act, x, lean=case.lean) is not None
     row: dict[str, Any] = {
-        "case": case.label, "act": case.act, "lean": case.lean, "dtype": str(dtype).replace("torch.", ""),
-        "device": device, "numel": n, "shape": list(shape), "fast_path": fast_path, "timing": timing,
+        "case": case.label, "act": case.act, "lean": case.lean, "dtype": str(s.dtype).replace("torch.", ""),
+        "device": s.device, "numel": n, "shape": list(x.shape), "fast_path": fast_path, "timing": timing,
+        "rounds": len(t.rounds["copy"]),
         "copy_ms": t.median["copy"], "copy_gbps": 2 * x.numel() * x.element_size() / t.median["copy"] / 1e6,
     }
+    separate = timing.startswith("CUDA graph")
     for side in ("native", "actlab"):
         row[side] = {"fwd_ms": t.median[f"{side}_fwd"], "fb_ms": t.median[f"{side}_fb"], "saved_bytes": kept[side],
                      "saved_bytes_per_element": kept[side] / n,
                      "fwd_copy_fraction": t.ratio("copy", f"{side}_fwd"),
                      "fwd_min_ms": t.minimum[f"{side}_fwd"], "fb_min_ms": t.minimum[f"{side}_fb"]}
-        if eager is not t:  # CUDA: the host-bound timings too, for what eager code sees
+        if separate:  # CUDA: the host-bound timings too, for what eager code sees
             row[side].update(fwd_eager_ms=eager.median[f"{side}_fwd"], fb_eager_ms=eager.median[f"{side}_fb"])
     row["ratio_fwd"] = t.ratio("native_fwd", "actlab_fwd")
     row["ratio_fb"] = t.ratio("native_fb", "actlab_fb")
     row["ratio_fb_of_minima"] = t.minimum["native_fb"] / t.minimum["actlab_fb"]
-    if eager is not t:
+    if separate:
         row["copy_eager_ms"] = eager.median["copy"]
         row["ratio_fb_eager"] = eager.ratio("native_fb", "actlab_fb")
     return row
+
+
+def measure(case: Case, n: int, dtype: torch.dtype, device: str, repeats: int, warmup: int) -> dict[str, Any]:
+    """One row of the benchmark, in one pass: both layers on one input, and the copy."""
+    s = _setup(case, n, dtype, device)
+    return s if isinstance(s, dict) else _row(s, *_time(s, repeats, warmup))
 
 
 # --- environment and allocation remedy --------------------------------------------------------------------
@@ -392,8 +444,17 @@ def environment(device: str) -> dict[str, Any]:
 def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24),
         dtypes: Sequence[torch.dtype] = (torch.float32,), device: str = "cpu", threads: int | None = None,
         repeats: int = 20, warmup: int = 3, lean: bool = False, retain_memory: bool = False,
-        under_load: bool = False, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        under_load: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
+        passes: int = PASSES) -> dict[str, Any]:
     """Benchmark every selected case; returns the JSON-ready report (environment + rows).
+
+    The rounds of each row are spread over ``passes`` sweeps of the whole list of rows (each
+    sweep builds the row's tensors and layers afresh): on a shared host the caches and memory
+    bandwidth that other tenants leave this VM change over tens of seconds, and a row timed in one
+    stretch gets one such state while its neighbour gets another. In one pass, two runs disagreed
+    by up to 79 % at 1M elements, where a memory-bound kernel meets a compute-bound one, with the
+    plain copy's own bandwidth moving 2x between neighbouring rows. Over several passes each
+    row's ratio is the median of rounds drawn across the whole run.
 
     ``under_load`` starts one CPU-bound process beside the benchmark for its duration (see
     :func:`actlab.machine.busy_process`). Either way the report's ``load`` says how many cores other
@@ -401,11 +462,17 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device here; valid: cpu")
+    if passes < 1:
+        raise ValueError(f"--passes {passes}: valid: an integer >= 1")
     if threads is not None:
         torch.set_num_threads(threads)
     retained = fast.retain_freed_memory() if retain_memory else False
     cases = select_cases(acts, lean)
     report = environment(device)
+    total = _rounds(repeats)
+    passes = min(passes, total)
+    per_pass = -(-total // passes)
+    per_block = -(-repeats // total)
     report["settings"] = {"device": device, "sizes": list(sizes),
                           "dtypes": [str(d).replace("torch.", "") for d in dtypes],
                           "repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
@@ -414,21 +481,36 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                           "cpu_pool_max_bytes": fast.pool.stats()["max_bytes"],
                           "cases": [c.label for c in cases]}
     report["settings"]["under_load"] = under_load
-    report["settings"]["rounds"] = _rounds(repeats)
-    rows = []
+    report["settings"]["passes"] = passes
+    report["settings"]["rounds"] = per_pass * passes
+    plan = [(case, n, dtype) for dtype in dtypes for n in sizes for case in cases]
+    parts: list[list[tuple[Timings, Timings, str]]] = [[] for _ in plan]
+    done: dict[int, dict[str, Any]] = {}
+    reported: set[int] = set()
     t0 = time.perf_counter()
     with measuring(under_load) as meter:
-        for dtype in dtypes:
-            for n in sizes:
-                for case in cases:
-                    try:
-                        row = measure(case, n, dtype, device, repeats, warmup)
-                    except Exception as err:  # noqa: BLE001 - one failing case must not stop the rest
-                        row = {"case": case.label, "numel": n, "dtype": str(dtype).replace("torch.", ""),
+        for p in range(passes):
+            for i, (case, n, dtype) in enumerate(plan):
+                if i in done:  # skipped, or failed in an earlier pass
+                    continue
+                try:
+                    s = _setup(case, n, dtype, device)
+                    if isinstance(s, dict):
+                        done[i] = s
+                    else:
+                        parts[i].append(_time(s, per_pass * per_block, warmup, per_pass))
+                        if p == passes - 1:
+                            main, eager = (Timings.merge([x[k] for x in parts[i]]) for k in (0, 1))
+                            timing = " / ".join(dict.fromkeys(x[2] for x in parts[i]))
+                            done[i] = _row(s, main, eager, timing)
+                    del s
+                except Exception as err:  # noqa: BLE001 - one failing case must not stop the rest
+                    done[i] = {"case": case.label, "numel": n, "dtype": str(dtype).replace("torch.", ""),
                                "error": f"{type(err).__name__}: {err}"}
-                    rows.append(row)
-                    if progress:
-                        progress(row)
+                if progress and i in done and i not in reported:
+                    reported.add(i)
+                    progress(done[i])
+    rows = [done[i] for i in range(len(plan))]
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["load"] = meter.result()
     report["cpu_pool_after"] = fast.pool.stats()

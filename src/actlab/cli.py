@@ -410,7 +410,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         report = bench.run(acts, bench.parse_sizes(args.sizes), bench.parse_dtypes(args.dtypes), args.device,
                            args.threads, args.repeats, args.warmup, lean=args.lean,
                            retain_memory=args.retain_freed_memory, under_load=args.under_load,
-                           progress=None if args.quiet else bench.print_row)
+                           progress=None if args.quiet else bench.print_row,
+                           passes=bench.PASSES if args.passes is None else args.passes)
         print(bench.summary(report))
     if args.json:
         bench.write_json(report, args.json)
@@ -436,6 +437,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=20, metavar="N", help="timed repeats, in rounds of 3 calls per function taking turns; a ratio is the median "
                         "of the rounds' ratios (with --model: paired rounds of one step each) (default: 20)")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed repeats first (default: 3)")
+    p.add_argument("--passes", type=int, default=None, metavar="N",
+                   help="layer benchmark: sweeps over all rows that share each row's rounds, so that each ratio "
+                        "samples the host's state across the whole run (default: actlab.bench.PASSES, 4)")
     p.add_argument("--lean", action="store_true", help="also the lean variants (1 bit per element kept)")
     p.add_argument("--retain-freed-memory", action="store_true",
                    help="glibc keeps freed large blocks mapped, torch's included (no page faults for fresh "
