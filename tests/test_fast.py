@@ -154,6 +154,43 @@ def test_torch_own_ops_serve_up_to_the_native_size_and_ours_above():
     assert _grad_fn(actlab.layer("relu")(x)) == "ReluBackward0"  # the policy is back after the block
 
 
+@natural_thresholds
+def test_an_output_of_32_mib_is_ours_where_glibc_maps_it_afresh():
+    """glibc mmaps blocks of 32 MiB and more for every allocation (its largest threshold), so
+    torch's fresh output page-faults there: from that size on, ours serve."""
+    below = torch.empty(2**23 - 2**14)  # 32 MiB less 64 KiB
+    at = torch.empty(2**23)  # 32 MiB exactly: a batch of 128 x 64 x 32 x 32
+    for name in ("relu", "sigmoid", "leaky_relu"):
+        assert fast.lookup(name, below) is fast.cpu.NATIVE[name], name
+        assert fast.lookup(name, at) is not fast.cpu.NATIVE[name], name
+
+
+@natural_thresholds
+def test_prelu_takes_torchs_forward_when_no_gradient_is_wanted(monkeypatch):
+    """Inference (no_grad, or nothing requiring a gradient) at 1M elements runs torch's prelu,
+    whose forward alone is faster than ours; with a gradient, ours (its backward is the gain);
+    at 32 MiB, ours either way."""
+    calls: list[tuple[int, ...]] = []
+    real = fast.cpu.INFERENCE["prelu"]
+    monkeypatch.setitem(fast.cpu.INFERENCE, "prelu", lambda x, w, axis: calls.append(x.shape) or real(x, w, axis))
+    x = torch.randn(16, 64, 32, 32)
+    for hp in ({}, {"num_parameters": 64}, {"num_parameters": 64, "lean": True}):
+        m = actlab.layer("prelu", init=0.3, **hp)
+        with torch.no_grad():
+            y = m(x)
+        assert len(calls) == 1 and y.grad_fn is None
+        torch.testing.assert_close(y, actlab.layer("prelu", init=0.3, impl="plain", **hp)(x).detach(), rtol=0, atol=0)
+        assert _grad_fn(m(x)) == "PReLUBackward" and len(calls) == 1  # the slope learns: ours
+        m.weight.requires_grad_(False)
+        assert m(x).grad_fn is None and len(calls) == 2  # nothing to differentiate: inference
+        assert _grad_fn(m(x.requires_grad_(True))) == "PReLUBackward" and len(calls) == 2
+        x = x.detach()
+        calls.clear()
+    with torch.no_grad():
+        actlab.layer("prelu")(torch.randn(128, 64, 32, 32))
+    assert calls == []
+
+
 def test_channels_last_goes_fast_and_keeps_its_layout():
     x = torch.randn(4, 8, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     y = actlab.layer("prelu", num_parameters=8)(x)

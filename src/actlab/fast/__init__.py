@@ -28,7 +28,9 @@ Dispatch rules (:func:`lookup`):
   float64; all seven, with outputs from :mod:`actlab.fast.pool`. Outside lean mode relu,
   leaky_relu and sigmoid are torch's own ops (``actlab.fast.cpu.NATIVE``: one pass each way with
   the plain path's semantics, as fast as a fused kernel) up to the policy's ``native_max_bytes``
-  of output, above which torch's fresh outputs page-fault and ours do not. Below the policy's
+  of output, above which torch's fresh outputs page-fault and ours do not; so is PReLU's forward
+  when no gradient is wanted (``actlab.fast.cpu.INFERENCE``: torch's is faster alone, its
+  backward is the slow part). Below the policy's
   ``min_numel`` elements, where a Python autograd.Function costs more than the whole layer of
   torch.nn, torch's own op serves where it has the plain path's semantics
   (``actlab.fast.cpu.SMALL``: all but RReLU), else the plain path — except for the kernels in
@@ -88,15 +90,18 @@ class Policy:
     calls against one native op each way). The GPU path takes any size.
 
     ``native_max_bytes``: the largest output (bytes) for which a backend's ``NATIVE`` ops
-    (torch's own, as fast as a kernel of ours) serve; −1: never. On the CPU, 32 MiB: glibc maps
-    every block above its largest mmap threshold (32 MiB) afresh, so each such output of
-    torch's page-faults, while ours come warm from :mod:`actlab.fast.pool` — measured 3.7-5.3x
-    torch's forward+backward for relu and leaky_relu at 16M float32 elements (64 MiB). Below,
-    torch's allocations fault or not by the heap's history.
+    (torch's own, as fast as a kernel of ours) serve, and its ``INFERENCE`` ops when no gradient
+    is wanted; −1: never. On the CPU, 32 MiB less a page: glibc maps every block of its largest
+    mmap threshold (32 MiB) or more afresh — a request of exactly 32 MiB included, with
+    posix_memalign's padding — so each such output of torch's page-faults, while ours come warm
+    from :mod:`actlab.fast.pool`: measured 3.7-5.3x torch's forward+backward for relu and
+    leaky_relu at 16M float32 elements (64 MiB), and 3.3-5.1x its forward alone for relu,
+    leaky_relu and sigmoid at 8M (32 MiB exactly; the bound was 32 MiB inclusive until then).
+    Below, torch's allocations fault or not by the heap's history.
     """
 
     min_numel: tuple[tuple[str, int], ...] = (("cpu", 131072), ("gpu", 0))
-    native_max_bytes: tuple[tuple[str, int], ...] = (("cpu", 32 * 2**20), ("gpu", 2**62))
+    native_max_bytes: tuple[tuple[str, int], ...] = (("cpu", 32 * 2**20 - 4096), ("gpu", 2**62))
     # the two as dicts, built once: lookup reads them on every activation call
     _min: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
     _native: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
@@ -240,7 +245,16 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     if name == "leaky_relu":
         return lambda x, negative_slope: ops.run(ops.Rectifier, b, x, float(negative_slope), lean)
     if name == "prelu":
-        return lambda x, weight, channel_axis: ops.run(ops.PReLU, b, x, weight, channel_axis, lean)
+        infer = b.INFERENCE.get(name) if n * x.element_size() <= p._native[b.KIND] else None
+        if infer is None:
+            return lambda x, weight, channel_axis: ops.run(ops.PReLU, b, x, weight, channel_axis, lean)
+
+        def prelu(x: Tensor, weight: Tensor, channel_axis: int) -> Tensor:
+            if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+                return ops.run(ops.PReLU, b, x, weight, channel_axis, lean)
+            return infer(x, weight, channel_axis)  # inference: nothing kept, lean or not
+
+        return prelu
     if name == "rrelu":
         return lambda x, lower, upper, form, seed: ops.run(
             ops.Rectifier, b, x, ops.rrelu_params(lower, upper, form, seed), lean)

@@ -38,6 +38,8 @@ class Backend(Protocol):
     NATIVE: dict[str, Callable[..., Tensor]]
     #: torch's own ops with the plain path's semantics, for tensors below the policy's ``min_numel``
     SMALL: dict[str, Callable[..., Tensor]]
+    #: torch's own ops for forwards that want no gradient, up to the policy's native size
+    INFERENCE: dict[str, Callable[..., Tensor]]
     #: activations whose kernel runs below ``min_numel`` too (their plain path is slower at every size)
     ANY_SIZE: tuple[str, ...]
 

@@ -41,6 +41,8 @@ NATIVE = {"relu": torch.relu}
 #: The GPU takes every size (the policy's ``min_numel`` is 0); raised, it sends smaller tensors to
 #: the plain path: no torch op stands in, no kernel ignores it.
 SMALL: dict = {}
+#: No forward-only stand-ins: ours run at copy bandwidth.
+INFERENCE: dict = {}
 ANY_SIZE: tuple[str, ...] = ()
 
 # op codes of the elementwise kernels (constexpr: each compiles to its own kernel); kernels may
