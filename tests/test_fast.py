@@ -213,19 +213,49 @@ SMALL_OPS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "
 
 @natural_thresholds
 @pytest.mark.parametrize("n", [64, 2048, 65536])
-def test_small_tensors_take_torchs_own_op_or_rrelus_kernel_in_auto(n):
+def test_small_tensors_take_torchs_own_op_in_auto(n):
     x = torch.randn(n)
     assert fast.policy().min_numel_for("cpu") > n
     for name, op in SMALL_OPS.items():
         assert fast.lookup(name, x) is op, name
     assert _grad_fn(actlab.layer("prelu", num_parameters=1)(x.requires_grad_(True))) == "PreluKernelBackward0"
-    # RReLU's plain path draws its noise in torch ops, slower at every size: its kernel serves
-    assert _grad_fn(actlab.layer("rrelu").train()(x)) == "RectifierBackward"
+    # RReLU: the kernel's noise in one numba pass, then torch's mul (no Python autograd.Function)
+    assert fast.lookup("rrelu", x) is fast.cpu.SMALL["rrelu"]
+    assert _grad_fn(actlab.layer("rrelu").train()(x)) == "MulBackward0"
     # lean is chosen for its memory (torch's ops keep y): its kernel serves at every size
     assert _grad_fn(actlab.layer("relu", lean=True)(x)) == "RectifierBackward"
     assert fast.lookup("tanh", x.half()) is None
     with check.fast_everywhere():
         assert _grad_fn(actlab.layer("elu")(x)) == "ELUBackward"
+
+
+@natural_thresholds
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("form", ["slope", "divisor"])
+def test_small_rrelu_is_the_kernel_bit_for_bit(form, dtype):
+    """Below min_numel RReLU in training is x times the kernel's factors (1, or the drawn slope):
+    the same y and ∂L/∂x as the kernel, bit for bit, at the edge values too, on any layout."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.tensor(_EDGES + [float("nan")]), torch.randn(2048 - len(_EDGES) - 1, generator=gen) * 3])
+    x = x.to(dtype).reshape(2, 16, 8, 8)
+    g = torch.randn(x.shape, generator=gen, dtype=dtype)
+    lower, upper = (1 / 8, 1 / 3) if form == "slope" else (3.0, 8.0)
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        y = F.rrelu(x, lower, upper, training=True, form=form, seed=2**40 + 9)
+        return y, torch.autograd.grad(y, x, g)[0]
+
+    y, gx = run(x)
+    assert _grad_fn(y) == "MulBackward0"
+    with fast.dispatch(min_numel=0):
+        y_k, gx_k = run(x)
+    assert _grad_fn(y_k) == "RectifierBackward"
+    torch.testing.assert_close(y, y_k, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(gx, gx_k, rtol=0, atol=0, equal_nan=True)
+    y_cl, gx_cl = run(x.contiguous(memory_format=torch.channels_last))  # noise by logical position
+    torch.testing.assert_close(y_cl, y, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(gx_cl, gx, rtol=0, atol=0, equal_nan=True)
 
 
 _EDGES = [float("inf"), -float("inf"), 0.0, -0.0, 1e-30, -1e-30, 1e-45, -1e-45, 3.0, -3.0, -20.0, 88.0, -104.0]

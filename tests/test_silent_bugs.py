@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from actlab import fast
 from actlab import functional as F
 from actlab import layers
 
@@ -41,7 +42,7 @@ def test_elu_inplace_after_another_op_trains_like_torch_nn(size, request):
 @pytest.mark.parametrize("seed", [None, 123], ids=["global-rng", "own-seed"])
 def test_rrelu_under_checkpoint_recomputes_the_same_noise(seed, use_reentrant):
     """Recomputation drew new noise for RReLU(seed=…): the gradients belonged to another forward.
-    (16,384 elements: the fast path at its natural threshold.)"""
+    (16,384 elements: below min_numel, the small-tensor path: the noise in numba, torch's mul.)"""
     torch.manual_seed(0)
     m = layers.RReLU(seed=seed).train()
     w = torch.randn(4, 64, 64)
@@ -79,7 +80,7 @@ def test_functional_forms_reject_what_the_layers_reject_with_the_same_message(ca
     """F.leaky_relu(x, -0.1) was accepted (and above 32 MiB gave gradient 1.0 instead of the slope)."""
     if size == "forced":
         request.getfixturevalue("fast_path_forced")
-    x = torch.randn(4, 32, 16, 16, requires_grad=True)  # 32,768 elements: the fast path either way
+    x = torch.randn(4, 32, 16, 16, requires_grad=True)  # 32,768 elements: torch's small ops, or forced ours
     with pytest.raises(ValueError) as from_layer:
         layer()
     with pytest.raises(ValueError) as from_functional:
@@ -94,18 +95,23 @@ def test_functional_rrelu_defaults_by_form_as_the_layer():
         torch.testing.assert_close(F.rrelu(x, form=form), m(x))
 
 
+@pytest.mark.parametrize("min_numel,path", [(None, "MulBackward0"), (0, "RectifierBackward")],
+                         ids=["small-path", "kernel"])
 @pytest.mark.parametrize("form", ["slope", "divisor"])
-def test_rrelu_noise_depends_on_logical_position_and_seed_not_layout_or_inplace(form):
-    """The same seed gave three outputs for contiguous, transposed and in-place inputs."""
-    x = torch.randn(8, 16, 16, 10)  # 20,480 elements: the fast path at its natural threshold
+def test_rrelu_noise_depends_on_logical_position_and_seed_not_layout_or_inplace(form, min_numel, path):
+    """The same seed gave three outputs for contiguous, transposed and in-place inputs. 20,480
+    elements: at the natural threshold the small-tensor path (the noise in numba, torch's mul),
+    forced, the kernel."""
+    x = torch.randn(8, 16, 16, 10)
     lo, hi = (1 / 8, 1 / 3) if form == "slope" else (3.0, 8.0)
 
     def run(t, **kw):
-        return F.rrelu(t, lo, hi, True, form=form, seed=77, **kw)
+        with fast.dispatch(min_numel=min_numel):
+            return F.rrelu(t, lo, hi, True, form=form, seed=77, **kw)
 
-    want = run(x.clone())  # contiguous: the fast kernel
+    want = run(x.clone())  # contiguous: the fast path
     y = run(x.clone().requires_grad_(True))
-    assert type(y.grad_fn).__name__ == "RectifierBackward"
+    assert type(y.grad_fn).__name__ == path
     variants = {
         "transposed view": run(x.transpose(1, 3).contiguous().transpose(1, 3)),
         "channels_last": run(x.contiguous(memory_format=torch.channels_last)),

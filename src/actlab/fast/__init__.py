@@ -33,9 +33,9 @@ Dispatch rules (:func:`lookup`):
   backward is the slow part). Below the policy's
   ``min_numel`` elements, where a Python autograd.Function costs more than the whole layer of
   torch.nn, torch's own op serves where it has the plain path's semantics
-  (``actlab.fast.cpu.SMALL``: all but RReLU), else the plain path — except for the kernels in
-  ``ANY_SIZE`` (RReLU in training, whose plain path is slower at every size) and of lean mode
-  (chosen for its memory: torch's ops keep the full-size tensor) (:class:`Policy`).
+  (``actlab.fast.cpu.SMALL``; RReLU in training: the kernel's noise drawn in one numba pass,
+  times x by torch's mul), else the plain path — except in lean mode, whose kernels serve at
+  every size (chosen for its memory: torch's ops keep the full-size tensor) (:class:`Policy`).
 * CUDA tensors go to :mod:`actlab.fast.gpu` (Triton; absent Triton, the plain path): float32,
   bfloat16 and float16; all seven; fewer than 2³¹ elements.
 * Either way the tensor must be dense in a layout the kernels walk in memory order: contiguous,
@@ -82,8 +82,8 @@ __all__ = ["warm", "lookup", "serves", "backend_for", "eager", "status", "rrelu_
 class Policy:
     """When a fast kernel serves a tensor, by backend kind ("cpu", "gpu").
 
-    ``min_numel``: the smallest tensor (elements) each backend's kernels take (but those in its
-    ``ANY_SIZE``); smaller ones run torch's own op where the backend lists one in ``SMALL``, else
+    ``min_numel``: the smallest tensor (elements) each backend's kernels take (lean mode's
+    aside); smaller ones run torch's own op where the backend lists one in ``SMALL``, else
     the plain path. On the CPU, 128K elements: measured forward+backward against torch.nn's layer
     (2 threads, float32, kernels forced), ours overtake torch's own ops between 64K (tanh) and
     128K (ELU) elements (at 16K: 0.54-0.65x, the Python of an autograd.Function and two numba
@@ -229,7 +229,7 @@ def lookup(name: str, x: Tensor, *, lean: bool = False) -> Callable[..., Tensor]
     n = x.numel()
     if n == 0 or n >= 2**31:
         return None
-    if n < p._min[b.KIND] and not lean and name not in b.ANY_SIZE:  # small: torch's op, or the plain path
+    if n < p._min[b.KIND] and not lean:  # small: torch's op, or the plain path
         return b.SMALL.get(name)
     perm = ops.memory_order(x)
     if perm is None or (perm and name == "rrelu"):  # rrelu: noise by logical position (see above)
@@ -304,6 +304,8 @@ def warm(kind: str = "cpu") -> dict[str, float]:
             if name == "rrelu":
                 for dtype in b.DTYPES:
                     rrelu_slopes(64, 1 / 8, 1 / 3, "slope", 0, dtype=dtype, device=device)
+                    if "rrelu" in b.SMALL:  # small tensors' own numba pass
+                        b.SMALL["rrelu"](torch.ones(8, dtype=dtype, device=device), *_WARM_ARGS["rrelu"])
             out[name] = time.perf_counter() - t0
     return out
 

@@ -40,8 +40,6 @@ class Backend(Protocol):
     SMALL: dict[str, Callable[..., Tensor]]
     #: torch's own ops for forwards that want no gradient, up to the policy's native size
     INFERENCE: dict[str, Callable[..., Tensor]]
-    #: activations whose kernel runs below ``min_numel`` too (their plain path is slower at every size)
-    ANY_SIZE: tuple[str, ...]
 
     def bits_nbytes(self, n: int) -> int:
         """Bytes of the lean mask of n elements."""

@@ -43,7 +43,6 @@ NATIVE = {"relu": torch.relu}
 SMALL: dict = {}
 #: No forward-only stand-ins: ours run at copy bandwidth.
 INFERENCE: dict = {}
-ANY_SIZE: tuple[str, ...] = ()
 
 # op codes of the elementwise kernels (constexpr: each compiles to its own kernel); kernels may
 # read module globals only if they are tl.constexpr objects, the host passes their .value
