@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 import sys
 import weakref
@@ -71,6 +72,26 @@ def test_ratios_pair_the_blocks_that_ran_side_by_side():
     """A slow spell that hits one block of one side moves the ratio of medians, not the paired one."""
     t = bench.Timings(times={}, rounds={"native": [10.0, 1.0, 1.0], "actlab": [5.0, 5.0, 0.5]})
     assert t.ratio("native", "actlab") == pytest.approx(2.0)  # rounds: 2, 0.2 (the spell), 2
+
+
+def test_a_fast_call_repeats_until_its_block_lasts_block_ms():
+    """A block's median of 3 calls of 0.3-0.7 ms wandered by a third; a block now lasts >= block_ms."""
+    fns = {"slow": lambda: time.sleep(0.004), "fast": lambda: time.sleep(0.0005)}
+    t = bench._medians(fns, repeats=18, warmup=0, device="cpu", block_ms=3.0)
+    assert len(t.times["slow"]) == 18  # 6 rounds of the 3 asked for: each already over 3 ms
+    assert sum(t.times["fast"]) >= 6 * 3.0  # every block lasted 3 ms: 3 calls of ~0.5 ms would not
+    assert len(t.times["fast"]) <= 6 * 6  # and stopped there: 6 calls of 0.5+ ms suffice
+
+
+def test_rows_carry_a_95_percent_interval_for_each_ratio_over_passes_and_rounds():
+    report = bench.run(["relu"], sizes=[4096], repeats=24, warmup=0, passes=2)
+    row = report["results"][0]
+    for m in ("ratio_fwd", "ratio_fb"):
+        lo, hi = row[f"{m}_ci95"]
+        assert lo <= row[m] <= hi
+    t = bench.Timings(times={}, rounds={"n": [2.0, 2.0, 4.0, 4.0], "d": [1.0] * 4})  # pass 1: 2x, pass 2: 4x
+    assert bench._ratio_ci(t, "n", "d", passes=2) == [2.0, 4.0]
+    assert bench._ratio_ci(bench.Timings({}, {"n": [3.0] * 4, "d": [1.0] * 4}), "n", "d", 2) == [3.0, 3.0]
 
 
 def test_passes_pool_their_repeats_and_rounds():
@@ -215,6 +236,20 @@ def test_agreement_shows_where_the_copy_yardstick_itself_moved():
                          "itself moving more than 20% (*)")
 
 
+def test_agreement_marks_disagreements_within_the_runs_own_intervals():
+    a = _layer_report({("elu", 2**20): (2.0, 3.0), ("elu", 2**24): (5.0, 6.0)})
+    b = _layer_report({("elu", 2**20): (2.0, 4.0), ("elu", 2**24): (5.0, 8.0)})
+    for rep, cis in ((a, ([2.5, 3.6], [5.5, 6.5])), (b, ([3.4, 4.8], [7.0, 9.0]))):
+        for row, ci in zip(rep["results"], cis):
+            row["ratio_fb_ci95"] = ci
+    rows = bench.agreement(a, b, tolerance=0.2)
+    assert [r.get("overlap") for r in rows] == [None, True, None, False]  # no interval for ratio_fwd here
+    text = bench.agreement_summary(rows, 0.2)
+    assert "DISAGREE (95% intervals overlap)" in text.splitlines()[2] and text.splitlines()[4].endswith("DISAGREE")
+    assert text.endswith("2 of 4 ratios agree within 20%; of the 2 that do not, 1 have 95% intervals that overlap "
+                         "(a difference within the runs' own noise)")
+
+
 def test_agreement_compares_step_reports_on_ratio_ceiling_and_floor_and_refuses_mixed_kinds():
     step = {"kind": "whole training step", "results": [{"case": "elu", "ratio": 1.0, "ceiling": 1.1, "floor": 1.0}]}
     rows = bench.agreement(step, {**step, "results": [{"case": "elu", "ratio": 1.3, "ceiling": 1.1, "floor": 1.3}]})
@@ -241,10 +276,10 @@ def test_the_command_compares_two_runs_and_exits_1_when_they_disagree(tmp_path):
 def test_timed_repeats_come_in_short_rounds_each_function_once_a_round():
     calls: list[str] = []
     fns = {k: (lambda k=k: calls.append(k)) for k in ("native", "actlab")}
-    t = bench._medians(fns, repeats=24, warmup=0, device="cpu")
+    t = bench._medians(fns, repeats=24, warmup=0, device="cpu", block_ms=0)
     # 24 repeats: 8 rounds of one untimed call and 3 timed ones per function, taking turns
     assert {k: len(v) for k, v in t.rounds.items()} == {"native": 8, "actlab": 8}
     assert calls[:8] == ["native"] * 4 + ["actlab"] * 4 and calls[8:16] == ["actlab"] * 4 + ["native"] * 4
     assert len(calls) == 2 * 8 * 4
-    few = bench._medians(fns, repeats=2, warmup=0, device="cpu")  # never fewer than 6 rounds
+    few = bench._medians(fns, repeats=2, warmup=0, device="cpu", block_ms=0)  # never fewer than 6 rounds
     assert len(few.rounds["native"]) == 6

@@ -18,7 +18,9 @@ reported (and the minima, in the JSON). The ratios (torch.nn time / actlab time,
 faster) are what matter: each is the median over rounds of the ratio of two blocks that ran back
 to back (:meth:`Timings.ratio`), a paired comparison that a slow spell on the host cannot tilt.
 A row's rounds are spread over several passes of the whole list of rows (``--passes``, default
-4), so that each ratio samples the host's state across the run rather than one stretch of it.
+4), so that each ratio samples the host's state across the run rather than one stretch of it;
+on the CPU a block lasts at least 5 ms (:data:`BLOCK_MS`), fast calls repeating. Each ratio
+comes with a 95 % bootstrap interval over passes and rounds (``ratio_fb_ci95``).
 On CUDA the main timings replay a CUDA graph of 10 calls (device time: at 16M elements a memory-bound kernel takes tens of
 microseconds, less than the host needs to launch it from Python), and the eager timings (events
 around 10 calls as the host issues them) are reported beside them. Used by ``actlab bench`` and
@@ -47,6 +49,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -55,7 +58,7 @@ from .factory import layer
 from .machine import measuring
 from .version import __version__
 
-__all__ = ["Case", "CASES", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS",
+__all__ = ["Case", "CASES", "paired_ratio", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS",
            "agreement", "agreement_summary"]
 
 CHANNELS = 64  # channels of the benchmark input (N, 64, 32, 32); PReLU channel-wise has 64 slopes
@@ -187,6 +190,8 @@ def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
 
 PASSES = 4  # sweeps over all rows that share each row's rounds (see run)
 _ROUNDS = 6  # at least this many blocks of repeats per function, the functions taking turns
+BLOCK_MS = 5.0  # CPU: a block lasts at least this long (ms), fast calls repeating (see _medians)
+_MAX_BLOCK = 200
 _BLOCK = 3  # timed repeats per block: as many rounds as that allows, each ratio's median over more of them
 
 
@@ -221,13 +226,35 @@ class Timings:
         return statistics.median(a / b for a, b in zip(self.rounds[num], self.rounds[den]))
 
 
+def paired_ratio(num: Sequence[float], den: Sequence[float], builds: int = 1, resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """The median over rounds of num/den within each round, and its 95 % bootstrap interval.
+
+    Round r ran build r mod ``builds`` (a whole-step benchmark's build; a layer benchmark's pass). The interval resamples builds with replacement, then each
+    drawn build's rounds with replacement (with one build: rounds alone), so a bias of one build
+    widens it. The seed is fixed: a report's interval is reproducible."""
+    r = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
+    if r.size == 0:
+        raise ValueError("paired_ratio: no rounds; valid: at least one")
+    if not 1 <= builds <= r.size:
+        raise ValueError(f"paired_ratio: builds={builds} for {r.size} rounds; valid: 1 to the number of rounds")
+    rng = np.random.default_rng(seed)
+    groups = [r[b::builds] for b in range(builds)]
+    medians = np.empty(resamples)
+    for i in range(resamples):
+        drawn = rng.integers(0, builds, builds) if builds > 1 else [0]
+        medians[i] = np.median(np.concatenate([rng.choice(groups[b], groups[b].size) for b in drawn]))
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(r)), (float(lo), float(hi))
+
+
 def _rounds(repeats: int) -> int:
     """How many rounds :func:`_medians` times ``repeats`` repeats in: blocks of _BLOCK, at least _ROUNDS."""
     return max(_ROUNDS, -(-repeats // _BLOCK))
 
 
 def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str,
-             n_rounds: int | None = None) -> Timings:
+             n_rounds: int | None = None, block_ms: float | None = None) -> Timings:
     """Each fn runs in blocks of consecutive repeats (after one untimed call), as a timeit loop
     would, so its data and allocations are in their steady state rather than left cold by the
     function before; the functions take turns over rounds of one block each, so load drifts on a
@@ -237,7 +264,13 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
     the median of many short rounds' ratios — two runs of 6 rounds of 4 disagreed by 24-41 %;
     and three, not two, so that a block's median shrugs off one call that lost its time slice
     (under load, rounds of 2 missed the goal on a layer that runs torch's own op on both sides).
-    ``n_rounds`` overrides that count (one pass of several: see :func:`run`)."""
+    ``n_rounds`` overrides that count (one pass of several: see :func:`run`).
+
+    On the CPU a block also lasts at least ``block_ms`` (default :data:`BLOCK_MS`): a fast call
+    repeats until it does, up to :data:`_MAX_BLOCK` calls. At 1M elements one forward+backward of
+    actlab's PReLU took 0.33-0.66 ms (min to 90th percentile, 15,539 calls in 8 s on a quiet
+    machine: the host's caches, shared with other tenants), so a block's median of 3 calls wandered
+    by a third and moved the round's ratio with it; of 10-20 calls it does not."""
     timed = _timer(device)
     for _ in range(warmup):
         for fn in fns.values():
@@ -248,11 +281,14 @@ def _medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, devic
     rounds: dict[str, list[float]] = {k: [] for k in fns}
     n_rounds = n_rounds or _rounds(repeats)
     per_block = max(1, -(-repeats // n_rounds))
+    least_ms = (BLOCK_MS if block_ms is None else block_ms) if device == "cpu" else 0.0
     order = list(fns.items())
     for r in range(n_rounds):
         for k, fn in order if r % 2 == 0 else order[::-1]:  # who goes first alternates
             fn()
             block = [timed(fn) for _ in range(per_block)]
+            while sum(block) < least_ms and len(block) < _MAX_BLOCK:
+                block.append(timed(fn))
             times[k] += block
             rounds[k].append(statistics.median(block))
     return Timings(times, rounds)
@@ -367,8 +403,21 @@ def _time(s: _Setup, repeats: int, warmup: int, rounds: int | None = None) -> tu
     return t, eager, timing
 
 
-def _row(s: _Setup, t: Timings, eager: Timings, timing: str) -> dict[str, Any]:
-    """The JSON row: medians, minima and paired ratios of ``t``, and the bytes each layer keeps."""
+def _ratio_ci(t: Timings, num: str, den: str, passes: int) -> list[float]:
+    """95 % bootstrap interval of :meth:`Timings.ratio`, resampling passes, then rounds within each
+    (a pass's rounds are consecutive in ``t``; a host state that lasted a pass widens it)."""
+    a, b = t.rounds[num], t.rounds[den]
+    if len(a) % passes:
+        passes = 1
+    n = len(a) // passes
+    order = [p * n + j for j in range(n) for p in range(passes)]  # round r: pass r mod passes
+    _, (lo, hi) = paired_ratio([a[i] for i in order], [b[i] for i in order], passes)
+    return [round(lo, 4), round(hi, 4)]
+
+
+def _row(s: _Setup, t: Timings, eager: Timings, timing: str, passes: int = 1) -> dict[str, Any]:
+    """The JSON row: medians, minima and paired ratios of ``t`` (with their 95 % intervals over
+    ``passes``), and the bytes each layer keeps."""
     case, n, x, xg = s.case, s.n, s.x, s.xg
     kept = {"native": saved_bytes(s.native, xg), "actlab": saved_bytes(s.ours, xg)}
     fast_path = fast.lookup(case.act, x, lean=case.lean) is not None
@@ -388,6 +437,8 @@ def _row(s: _Setup, t: Timings, eager: Timings, timing: str) -> dict[str, Any]:
             row[side].update(fwd_eager_ms=eager.median[f"{side}_fwd"], fb_eager_ms=eager.median[f"{side}_fb"])
     row["ratio_fwd"] = t.ratio("native_fwd", "actlab_fwd")
     row["ratio_fb"] = t.ratio("native_fb", "actlab_fb")
+    row["ratio_fwd_ci95"] = _ratio_ci(t, "native_fwd", "actlab_fwd", passes)
+    row["ratio_fb_ci95"] = _ratio_ci(t, "native_fb", "actlab_fb", passes)
     row["ratio_fb_of_minima"] = t.minimum["native_fb"] / t.minimum["actlab_fb"]
     if separate:
         row["copy_eager_ms"] = eager.median["copy"]
@@ -502,7 +553,7 @@ def run(acts: Sequence[str] | None = None, sizes: Sequence[int] = (2**20, 2**24)
                         if p == passes - 1:
                             main, eager = (Timings.merge([x[k] for x in parts[i]]) for k in (0, 1))
                             timing = " / ".join(dict.fromkeys(x[2] for x in parts[i]))
-                            done[i] = _row(s, main, eager, timing)
+                            done[i] = _row(s, main, eager, timing, passes)
                     del s
                 except Exception as err:  # noqa: BLE001 - one failing case must not stop the rest
                     done[i] = {"case": case.label, "numel": n, "dtype": str(dtype).replace("torch.", ""),
@@ -577,19 +628,20 @@ def _fmt_n(n: int) -> str:
 def summary(report: dict[str, Any]) -> str:
     """The report as a text table: one line per row, then the goals."""
     lines = [f"{'case':20s} {'dtype':8s} {'n':>5s} {'fast':>4s} │ {'fwd ms':>8s} {'ratio':>6s} {'copy%':>11s} │ "
-             f"{'fwd+bwd ms':>10s} {'ratio':>6s} │ {'kept B/elem':>11s}",
+             f"{'fwd+bwd ms':>10s} {'ratio':>6s} {'95% CI':>14s} │ {'kept B/elem':>11s}",
              f"{'':20s} {'':8s} {'':>5s} {'':>4s} │ {'actlab':>8s} {'':>6s} {'nn → actlab':>11s} │ "
-             f"{'actlab':>10s} {'':>6s} │ {'nn → actlab':>11s}"]
+             f"{'actlab':>10s} {'':>6s} {'':>14s} │ {'nn → actlab':>11s}"]
     for r in report["results"]:
         head = f"{r['case']:20s} {r.get('dtype', ''):8s} {_fmt_n(r['numel']):>5s}"
         if "error" in r or "skipped" in r:
             lines.append(f"{head}      {r.get('error') or r.get('skipped')}")
             continue
         a, nat = r["actlab"], r["native"]
+        ci = "[{:5.2f}, {:5.2f}]".format(*r["ratio_fb_ci95"]) if "ratio_fb_ci95" in r else ""
         lines.append(
             f"{head} {'yes' if r['fast_path'] else 'no':>4s} │ {a['fwd_ms']:8.3f} {r['ratio_fwd']:5.2f}x "
             f"{100 * nat['fwd_copy_fraction']:4.0f} →{100 * a['fwd_copy_fraction']:4.0f} │ {a['fb_ms']:10.3f} "
-            f"{r['ratio_fb']:5.2f}x │ {nat['saved_bytes_per_element']:4.2f} → {a['saved_bytes_per_element']:4.2f}")
+            f"{r['ratio_fb']:5.2f}x {ci:>14s} │ {nat['saved_bytes_per_element']:4.2f} → {a['saved_bytes_per_element']:4.2f}")
     load = report.get("load") or {}
     if load.get("others_cores") is not None:
         lines.append(f"other processes: {load['others_cores']:.2f} cores on average"
@@ -636,6 +688,9 @@ def agreement(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.2) -> l
                    "spread": round(spread, 4), "agree": spread <= tolerance}
             if ra.get("copy_gbps") and rb.get("copy_gbps"):  # the yardstick measured beside this row, each run
                 row["copy_gbps"] = [ra["copy_gbps"], rb["copy_gbps"]]
+            ci = f"{metric}_ci95"
+            if ci in ra and ci in rb:  # do the runs differ by more than their own noise?
+                row["overlap"] = max(ra[ci][0], rb[ci][0]) <= min(ra[ci][1], rb[ci][1])
             out.append(row)
     return out
 
@@ -646,7 +701,9 @@ def agreement_summary(rows: Sequence[dict[str, Any]], tolerance: float, busy: Se
     Layer rows also show the plain copy's bandwidth that each run measured beside them: where that
     yardstick itself moved by more than ``tolerance`` between the runs, the host (another tenant's
     share of the caches and memory) differed, which a ratio of a memory-bound kernel to a
-    compute-bound one follows; the last line counts those disagreements apart."""
+    compute-bound one follows; the last line counts those disagreements apart. Where both runs
+    carry a 95 % interval for a ratio, a disagreement whose intervals overlap is marked: each run's
+    own noise spans the difference."""
     copy = any("copy_gbps" in r for r in rows)
     lines = [f"{'case':16s} {'size':>5s} {'metric':10s} {'run A':>8s} {'run B':>8s} {'spread':>7s}"
              + (f" {'copy GB/s A → B':>16s}" if copy else "")]
@@ -660,14 +717,18 @@ def agreement_summary(rows: Sequence[dict[str, Any]], tolerance: float, busy: Se
             host = max(ca, cb) / min(ca, cb) - 1 > tolerance
             line += f" {ca:7.1f} → {cb:6.1f}" + ("*" if host else " ")
         if not r["agree"]:
-            line += "  DISAGREE"
+            line += "  DISAGREE" + (" (95% intervals overlap)" if r.get("overlap") else "")
             moved += host
         lines.append(line)
     ok = sum(r["agree"] for r in rows)
+    within = sum(not r["agree"] and r.get("overlap", False) for r in rows)
     lines.append(f"{ok} of {len(rows)} ratios agree within {tolerance:.0%}"
                  + ("; a run was marked busy" if any(busy) else "")
                  + (f"; {moved} of the {len(rows) - ok} that do not came with the copy yardstick itself moving more "
-                    f"than {tolerance:.0%} (*)" if copy and ok < len(rows) else ""))
+                    f"than {tolerance:.0%} (*)" if copy and ok < len(rows) else "")
+                 + (f"; of the {len(rows) - ok} that do not, {within} have 95% intervals that overlap (a "
+                    f"difference within the runs' own noise)"
+                    if ok < len(rows) and any("overlap" in r for r in rows) else ""))
     return "\n".join(lines)
 
 

@@ -147,16 +147,16 @@ def test_the_kept_floor_layer_keeps_its_output_and_multiplies_the_gradient_by_it
 def test_paired_ratio_is_the_median_within_rounds_with_a_reproducible_interval():
     # a drift that hits both sides of a round alike cancels: the ratio within every round is 1.25
     den = [100.0, 200.0, 150.0, 300.0, 120.0]
-    assert stepbench.paired_ratio([1.25 * d for d in den], den) == (1.25, (1.25, 1.25))
+    assert bench.paired_ratio([1.25 * d for d in den], den) == (1.25, (1.25, 1.25))
     rng = torch.Generator().manual_seed(1)
     num = (1 + 0.1 * torch.randn(40, generator=rng)).tolist()
-    est, (lo, hi) = stepbench.paired_ratio(num, [1.0] * 40)
+    est, (lo, hi) = bench.paired_ratio(num, [1.0] * 40)
     assert lo < est < hi and hi - lo < 0.2
-    assert stepbench.paired_ratio(num, [1.0] * 40) == (est, (lo, hi))
+    assert bench.paired_ratio(num, [1.0] * 40) == (est, (lo, hi))
     with pytest.raises(ValueError, match="no rounds"):
-        stepbench.paired_ratio([], [])
+        bench.paired_ratio([], [])
     with pytest.raises(ValueError, match="builds=5 for 4 rounds"):
-        stepbench.paired_ratio([1.0] * 4, [1.0] * 4, builds=5)
+        bench.paired_ratio([1.0] * 4, [1.0] * 4, builds=5)
 
 
 def test_a_build_that_steps_steadily_slower_widens_the_interval():
@@ -165,8 +165,8 @@ def test_a_build_that_steps_steadily_slower_widens_the_interval():
     rng = torch.Generator().manual_seed(2)
     noise = (1 + 0.01 * torch.randn(40, generator=rng)).tolist()
     num = [v * (1.08 if r % 4 == 3 else 1.0) for r, v in enumerate(noise)]
-    est1, (lo1, hi1) = stepbench.paired_ratio(num, [1.0] * 40, builds=1)
-    est4, (lo4, hi4) = stepbench.paired_ratio(num, [1.0] * 40, builds=4)
+    est1, (lo1, hi1) = bench.paired_ratio(num, [1.0] * 40, builds=1)
+    est4, (lo4, hi4) = bench.paired_ratio(num, [1.0] * 40, builds=4)
     assert est1 == est4 and hi1 < 1.02  # the same estimate; rounds alone: a narrow interval
     assert hi4 > 1.06 and hi4 - lo4 > 3 * (hi1 - lo1)
 

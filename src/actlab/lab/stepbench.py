@@ -50,7 +50,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,7 +60,7 @@ from ..machine import measuring
 from . import models
 
 __all__ = ["StepCase", "StepSetting", "STEP_CASES", "run", "summary", "goals", "named_goal", "print_row",
-           "paired_steps", "paired_ratio", "bounds", "bounds_summary"]
+           "paired_steps", "bounds", "bounds_summary"]
 
 
 @dataclass(frozen=True)
@@ -233,28 +232,6 @@ def paired_steps(fns: dict[str, Sequence[Callable[[], Any]]], rounds: int,
     return times
 
 
-def paired_ratio(num: Sequence[float], den: Sequence[float], builds: int = 1, resamples: int = 2000,
-                 seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """The median over rounds of num/den within each round, and its 95 % bootstrap interval.
-
-    Round r ran build r mod ``builds``. The interval resamples builds with replacement, then each
-    drawn build's rounds with replacement (with one build: rounds alone), so a bias of one build
-    widens it. The seed is fixed: a report's interval is reproducible."""
-    r = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
-    if r.size == 0:
-        raise ValueError("paired_ratio: no rounds; valid: at least one")
-    if not 1 <= builds <= r.size:
-        raise ValueError(f"paired_ratio: builds={builds} for {r.size} rounds; valid: 1 to the number of rounds")
-    rng = np.random.default_rng(seed)
-    groups = [r[b::builds] for b in range(builds)]
-    medians = np.empty(resamples)
-    for i in range(resamples):
-        drawn = rng.integers(0, builds, builds) if builds > 1 else [0]
-        medians[i] = np.median(np.concatenate([rng.choice(groups[b], groups[b].size) for b in drawn]))
-    lo, hi = np.percentile(medians, [2.5, 97.5])
-    return float(np.median(r)), (float(lo), float(hi))
-
-
 #: The variants of each case's step: torch.nn's layer, actlab's, none (ceiling), a copy (floor),
 #: and for the smooth activations a copy that keeps its output for backward (kept floor).
 VARIANTS = ("native", "actlab", "identity", "copy", "kept")
@@ -283,7 +260,7 @@ def measure(case: StepCase, setting: StepSetting, rounds: int, warmup: int, buil
     row: dict[str, Any] = {"case": case.label, "step_ms": {k: round(statistics.median(v), 3) for k, v in t.items()}}
     for key, variant in _RATIOS.items():  # torch.nn's step time over each variant's
         if variant in t:
-            est, ci = paired_ratio(t["native"], t[variant], b)
+            est, ci = bench.paired_ratio(t["native"], t[variant], b)
             row[key], row[f"{key}_ci95"] = round(est, 4), [round(v, 4) for v in ci]
     return {**row, "steps_ms": {k: [round(v, 3) for v in r] for k, r in t.items()}, "saved_bytes": kept}
 
