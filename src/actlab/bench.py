@@ -32,9 +32,9 @@ history: part of what the default run measures. ``--retain-freed-memory`` keeps 
 blocks mapped too, so that the ratios compare the kernels alone; ``ACTLAB_CPU_POOL_MB=0`` turns
 the pool off. The JSON records both settings.
 
-Why one module of ~520 lines: the cases, the paired timer (shared with
-:mod:`actlab.lab.stepbench`), the memory count, the environment record and the goals form one
-measurement whose JSON layout the README and the tests read.
+Why one module of ~750 lines: the cases, the paired timer and its bootstrap interval (shared with
+:mod:`actlab.lab.stepbench`), the memory count, the environment record, the goals and the
+agreement of two runs form one measurement whose JSON layout the README and the tests read.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ from .factory import layer
 from .machine import measuring
 from .version import __version__
 
-__all__ = ["Case", "CASES", "paired_ratio", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals", "CHANNELS",
+__all__ = ["Case", "CASES", "paired_ratio", "parse_sizes", "parse_dtypes", "run", "environment", "summary", "goals",
+           "CHANNELS",
            "agreement", "agreement_summary"]
 
 CHANNELS = 64  # channels of the benchmark input (N, 64, 32, 32); PReLU channel-wise has 64 slopes
@@ -230,9 +231,9 @@ def paired_ratio(num: Sequence[float], den: Sequence[float], builds: int = 1, re
                  seed: int = 0) -> tuple[float, tuple[float, float]]:
     """The median over rounds of num/den within each round, and its 95 % bootstrap interval.
 
-    Round r ran build r mod ``builds`` (a whole-step benchmark's build; a layer benchmark's pass). The interval resamples builds with replacement, then each
-    drawn build's rounds with replacement (with one build: rounds alone), so a bias of one build
-    widens it. The seed is fixed: a report's interval is reproducible."""
+    Round r ran build r mod ``builds`` (a whole-step benchmark's build; a layer benchmark's
+    pass). The interval resamples builds with replacement, then each drawn build's rounds with
+    replacement (with one build: rounds alone), so a bias of one build widens it. The seed is fixed: a report's interval is reproducible."""
     r = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
     if r.size == 0:
         raise ValueError("paired_ratio: no rounds; valid: at least one")
@@ -641,7 +642,8 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(
             f"{head} {'yes' if r['fast_path'] else 'no':>4s} │ {a['fwd_ms']:8.3f} {r['ratio_fwd']:5.2f}x "
             f"{100 * nat['fwd_copy_fraction']:4.0f} →{100 * a['fwd_copy_fraction']:4.0f} │ {a['fb_ms']:10.3f} "
-            f"{r['ratio_fb']:5.2f}x {ci:>14s} │ {nat['saved_bytes_per_element']:4.2f} → {a['saved_bytes_per_element']:4.2f}")
+            f"{r['ratio_fb']:5.2f}x {ci:>14s} │ {nat['saved_bytes_per_element']:4.2f} → "
+            f"{a['saved_bytes_per_element']:4.2f}")
     load = report.get("load") or {}
     if load.get("others_cores") is not None:
         lines.append(f"other processes: {load['others_cores']:.2f} cores on average"

@@ -434,9 +434,10 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch (and numba) threads "
                                                                           "(default: torch's setting)")
-    p.add_argument("--repeats", type=int, default=20, metavar="N", help="timed repeats, in rounds of 3 calls per function taking turns (on the CPU more "
-                        "while a block lasts under 5 ms); a ratio is the median "
-                        "of the rounds' ratios (with --model: paired rounds of one step each) (default: 20)")
+    p.add_argument("--repeats", type=int, default=20, metavar="N",
+                   help="timed repeats, in rounds of 3 calls per function taking turns (on the CPU more while a "
+                        "block lasts under 5 ms); a ratio is the median of the rounds' ratios (with --model: "
+                        "paired rounds of one step each) (default: 20)")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed repeats first (default: 3)")
     p.add_argument("--passes", type=int, default=None, metavar="N",
                    help="layer benchmark: sweeps over all rows that share each row's rounds, so that each ratio "
