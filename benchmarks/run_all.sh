@@ -3,7 +3,7 @@
 # The layer and whole-step benchmarks run twice (two processes: a figure counts if both agree
 # within 20 %); each JSON records the load average and the other processes' CPU meanwhile.
 #
-#     bash benchmarks/run_all.sh [PYTHON]      # ~85 minutes on 2 cores
+#     bash benchmarks/run_all.sh [PYTHON]      # ~95 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -16,7 +16,7 @@ for i in 1 2; do
 done
 # the layers again with twice the rounds: at 1M the working set lives in the host's shared caches and at
 # 16M torch's outputs page-fault, so a ratio's interval is wide; more rounds narrow it
-for i in 1 2; do
+for i in 1 2 3 4; do
   $PY -m actlab.cli bench --sizes 1M,16M --repeats 96 --threads 2 --quiet --json $R/cpu-layers-long-$i.json
 done
 # the two step goals next to their bounds (RReLU 1.4, ELU 1.05), with twice the rounds: tighter intervals
@@ -39,6 +39,7 @@ $PY -m actlab.cli bench --agree $R/cpu-layers-small-1.json $R/cpu-layers-small-2
 # do the two runs agree? (exit status 1 if a ratio differs by more than 20 %; reported, not fatal)
 $PY -m actlab.cli bench --agree $R/cpu-layers-1.json $R/cpu-layers-2.json || true
 $PY -m actlab.cli bench --agree $R/cpu-layers-long-1.json $R/cpu-layers-long-2.json || true
+$PY -m actlab.cli bench --agree $R/cpu-layers-long-3.json $R/cpu-layers-long-4.json || true
 $PY -m actlab.cli bench --agree $R/cpu-step-he14-1.json $R/cpu-step-he14-2.json || true
 for i in 1 2; do
   $PY -m actlab.cli bench --under-load --sizes 1M,16M --repeats 48 --threads 2 --quiet --json $R/cpu-layers-under-load-$i.json
