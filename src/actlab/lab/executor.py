@@ -361,11 +361,18 @@ class RayExecutor:
                     except ray.exceptions.RayError as err:  # retries spent, or the task was lost
                         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
                         yield train.failed(spec, f"Ray: {type(err).__name__}: {message}", device=self.device)
-        finally:
-            for ref in pending:  # Ctrl-C or an early stop: nothing keeps running for nobody
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - already finished or gone
-                    pass
+        finally:  # Ctrl-C or an early stop: nothing keeps running for nobody
+            if pending and not self._started:
+                # a Ray session the caller owns stays up: cancel what is still running in it. Where
+                # this executor started Ray (or joined a cluster), close() ends the job instead and
+                # Ray stops its workers: cancelling there raced with tasks finishing at that moment
+                # and crashed the driver in Ray's C++ ("Check failed: ... Tried to fail task that
+                # was not pending", ray-project/ray#54846; 1 in 4 interrupted runs here)
+                _, running = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                for ref in running:
+                    try:
+                        ray.cancel(ref, force=True)
+                    except Exception:  # noqa: BLE001 - finished or gone meanwhile
+                        pass
             self.close()
 
