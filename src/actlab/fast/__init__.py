@@ -151,7 +151,8 @@ def dispatch(*, min_numel: int | dict[str, int] | None = None,
     ``with dispatch(min_numel=0, native_max_bytes=-1):`` makes actlab's own kernels take
     tensors of any size (what the tests and the fast-path checks use); ``min_numel=2**62``
     sends every tensor to the small-tensor ops (torch's own; RReLU in training: its numba noise
-    pass and torch's mul) or the plain path; ``ACTLAB_FAST_BACKEND=none`` or ``impl="plain"`` turns the fast paths off.
+    pass and torch's mul) or the plain path; ``ACTLAB_FAST_BACKEND=none`` or ``impl="plain"``
+    turns the fast paths off.
     """
     token = _POLICY.set(policy().with_(min_numel=min_numel, native_max_bytes=native_max_bytes))
     try:

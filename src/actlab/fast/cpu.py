@@ -41,6 +41,7 @@ from llvmlite import ir
 from numba.extending import intrinsic, overload
 
 from . import philox
+from .ops import rrelu_params
 
 __all__ = ["CHUNK", "DTYPES", "NAMES", "set_threads"]
 
@@ -611,7 +612,7 @@ def _rrelu_small(x: torch.Tensor, lower: float, upper: float, form: str, seed: i
     rest with no Python autograd.Function. Bit for bit the kernel's y and ∂L/∂x (the same
     products); it keeps f where the kernel keeps y, 4 bytes an element either way."""
     f = torch.empty(x.shape, dtype=x.dtype)
-    rrelu_factors(x.detach().contiguous(), f, (int(seed), float(lower), float(upper), form == "divisor"))
+    rrelu_factors(x.detach().contiguous(), f, rrelu_params(lower, upper, form, seed))
     return x * f
 
 
@@ -795,4 +796,3 @@ def _from_output(fwd_kernel: Any, bwd_kernel: Any) -> tuple[Callable[..., None],
 
 tanh_fwd, tanh_bwd = _from_output(tanh_fwd_kernel, tanh_bwd_kernel)
 sigmoid_fwd, sigmoid_bwd = _from_output(sigmoid_fwd_kernel, sigmoid_bwd_kernel)
-

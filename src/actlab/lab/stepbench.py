@@ -44,7 +44,6 @@ time / kept-floor time, the most a drop-in smooth one could.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from scipy import stats as sps
 from torch import nn
 
 from .. import bench, fast
@@ -377,7 +377,8 @@ def bounds(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     For each of actlab's ratio, the floors and the ceiling: every run's median, how many fall
     below the goal, and a one-sided sign test. Runs are separate processes, so if the true value
     were at the goal or above, each run's median would fall below it with probability at most ½
-    (independently): ``k`` of ``n`` below has p = P(Binomial(n, ½) ≥ k) — 2⁻ⁿ when all do. That is
+    (independently): ``k`` of ``n`` below has p = P(Binomial(n, ½) ≥ k) (``scipy.stats.binomtest``)
+    — 2⁻ⁿ when all do. That is
     how a bound whose interval reaches the goal in some runs is shown below it all the same."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for rep in reports:
@@ -396,7 +397,7 @@ def bounds(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if not values:
                 continue
             n, k = len(values), sum(v < threshold for v in values)
-            p = sum(math.comb(n, j) for j in range(k, n + 1)) / 2**n
+            p = float(sps.binomtest(k, n, 0.5, alternative="greater").pvalue)
             out.append({"case": case, "metric": metric, "threshold": threshold, "values": values, "runs": n,
                         "below": k, "p_below": p})
     return out
